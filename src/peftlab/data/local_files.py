@@ -1,0 +1,57 @@
+"""Tabular data from the user's own CSV or JSON-lines file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from peftlab.data.table import LabelledTable
+from peftlab.errors import ConfigError
+
+
+class LocalFileSource:
+    """Numeric feature columns and label columns read from a ``.csv`` or ``.jsonl`` file.
+
+    Args:
+        path: the file; its suffix chooses the reader.
+        features: names of the input columns.
+        labels: names of the label columns tasks may refer to.
+        stratify_label: label column used to stratify the train/val/test split (optional).
+    """
+
+    def __init__(self, path: str, features: Sequence[str], labels: Sequence[str], stratify_label: str | None = None):
+        self.path = Path(path)
+        self.features = list(features)
+        self.label_names = list(labels)
+        self.stratify_label = stratify_label
+
+    def _rows(self) -> list[dict]:
+        if not self.path.is_file():
+            raise ConfigError("data.source.path", f"file not found: {self.path}")
+        if self.path.suffix == ".csv":
+            with self.path.open(newline="") as fh:
+                return list(csv.DictReader(fh))
+        if self.path.suffix in (".jsonl", ".json"):
+            with self.path.open() as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+        raise ConfigError("data.source.path", f"unsupported file type {self.path.suffix!r}; allowed: .csv, .jsonl")
+
+    def load(self) -> LabelledTable:
+        """Read every row into tensors."""
+        rows = self._rows()
+        if not rows:
+            raise ConfigError("data.source.path", f"{self.path} has no rows")
+        for key, names in (("data.source.features", self.features), ("data.source.labels", self.label_names)):
+            missing = [n for n in names if n not in rows[0]]
+            if missing:
+                raise ConfigError(key, f"column(s) {missing} not in {self.path}; columns: {sorted(rows[0])}")
+        try:
+            x = torch.tensor([[float(r[c]) for c in self.features] for r in rows], dtype=torch.float32)
+            labels = {n: torch.tensor([float(r[n]) for r in rows], dtype=torch.float32) for n in self.label_names}
+        except ValueError as exc:
+            raise ConfigError("data.source.path", f"non-numeric value in {self.path}: {exc}") from None
+        return LabelledTable(x, labels)

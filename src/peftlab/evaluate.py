@@ -1,0 +1,56 @@
+"""The evaluation recipe: rebuild the model a checkpoint was trained as, and test it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from peftlab.builders import build_datamodule, build_model, build_trainer
+from peftlab.errors import ConfigError
+from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
+
+
+def load_training_config(ckpt_path: str) -> DictConfig:
+    """The resolved config stored in a peftlab checkpoint."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError("ckpt_path", f"file not found: {ckpt_path}; pass a checkpoint written by train.py (e.g. <run dir>/checkpoints/last.ckpt)")
+    # weights_only=False: the checkpoint holds the run's config and callback states, not only
+    # tensors; only load checkpoints you trust.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if CHECKPOINT_KEY not in checkpoint:
+        raise ConfigError("ckpt_path", f"{ckpt_path} was not written by peftlab's train.py (no {CHECKPOINT_KEY!r} entry)")
+    return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test ``cfg.ckpt_path`` on the test split it was trained with; return ``metrics.json``'s contents."""
+    run_dir = Path(cfg.paths.output_dir)
+    train_cfg = load_training_config(cfg.ckpt_path)
+    datamodule = build_datamodule(train_cfg)
+    model = build_model(train_cfg, datamodule)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
+    metrics = {
+        "status": "completed",
+        "run_dir": str(run_dir),
+        "ckpt_path": str(cfg.ckpt_path),
+        "tasks": model.last_test_metrics,
+        "score": model.test_metrics.score(model.last_test_metrics),
+        "params": count_parameters(model),
+        "alpha": model.weighting.alpha(),
+        "config": OmegaConf.to_container(train_cfg),
+    }
+    _report(run_dir, metrics, sharing_comparison(model))
+    return metrics
+
+
+@rank_zero_only
+def _report(run_dir: Path, metrics: dict[str, Any], sharing: dict[str, int]) -> None:
+    write_metrics(run_dir, metrics)
+    print_summary(metrics, sharing)

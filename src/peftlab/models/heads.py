@@ -1,0 +1,26 @@
+"""One output head per task."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from peftlab.data.tasks import TaskSpec
+
+
+class TaskHeads(nn.Module):
+    """A linear head per task on top of that task's features.
+
+    ``forward(features)`` takes ``{task: [B, in_dim]}`` and returns ``{task: [B, out_dim]}``
+    (class logits, or one value for regression tasks).
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], in_dim: int):
+        super().__init__()
+        self.heads = nn.ModuleDict({t.name: nn.Linear(in_dim, t.out_dim) for t in tasks})
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Apply each task's head to its features."""
+        return {name: head(features[name]) for name, head in self.heads.items()}

@@ -1,0 +1,44 @@
+"""The rich table printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> Table:
+    """Per-task test metrics, parameter counts, α and wall time in one table."""
+    table = Table(title=f"peftlab run — score {metrics.get('score', float('nan')):.4f}", show_lines=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for task, values in metrics.get("tasks", {}).items():
+        table.add_row(f"test/{task}", "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    p = metrics.get("params", {})
+    if p:
+        table.add_row("params total / trainable", f"{p['total']:,} / {p['trainable']:,}")
+        table.add_row("params non-zero", f"{p['nonzero']:,}")
+        table.add_row("prunable / sparsity", f"{p['prunable']:,} / {p['sparsity']:.1%}")
+    if sharing:
+        saved = sharing["separate"] - sharing["shared"]
+        table.add_row(
+            "sharing",
+            f"shared {sharing['shared']:,} vs separate {sharing['separate']:,} (sharing saves {saved:,}, "
+            f"{sharing['separate'] / sharing['shared']:.2f}x)",
+        )
+    alpha = metrics.get("alpha", {})
+    if alpha:
+        table.add_row("alpha", "  ".join(f"{k} {v:.3g}" for k, v in alpha.items()))
+    t = metrics.get("timing", {})
+    if t:
+        table.add_row("fit wall time", f"{t['fit_s']:.1f} s")
+        table.add_row("train step (median)", f"{t['train_step_ms_median']:.2f} ms, {t['samples_per_s']:,.0f} samples/s")
+    table.add_row("checkpoint", str(metrics.get("ckpt_path")))
+    table.add_row("run dir", str(metrics.get("run_dir")))
+    return table
+
+
+def print_summary(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> None:
+    """Print :func:`summary_table` to the terminal."""
+    Console().print(summary_table(metrics, sharing))

@@ -1,0 +1,88 @@
+"""The training recipe: build, fit, test with the best checkpoint, report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
+from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
+from peftlab.utils.step_timer import StepTimer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured multi-task model and return the contents of ``metrics.json``."""
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
+    timer = StepTimer()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [timer, ConfigInCheckpoint(resolved)]
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
+    for lg in trainer.loggers:
+        lg.log_hyperparams(resolved)
+
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_s = time.perf_counter() - start
+
+    ckpt_path = _checkpoint_to_test(trainer)
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+
+    metrics = {
+        "status": "completed",
+        "run_dir": str(run_dir),
+        "ckpt_path": ckpt_path,
+        "tasks": model.last_test_metrics,
+        "score": model.test_metrics.score(model.last_test_metrics),
+        "params": count_parameters(model),
+        "alpha": model.weighting.alpha(),
+        "timing": timer.summary(fit_s),
+        "optimized_metric": _optimized_metric(cfg, trainer),
+        "config": resolved,
+    }
+    _report(run_dir, metrics, sharing_comparison(model))
+    _finish_loggers(trainer)
+    return metrics
+
+
+def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
+    """The best checkpoint by the monitored metric, else the last one (None if nothing was saved)."""
+    ckpt = trainer.checkpoint_callback
+    if isinstance(ckpt, ModelCheckpoint):
+        return ckpt.best_model_path or ckpt.last_model_path or None
+    return None
+
+
+def _optimized_metric(cfg: DictConfig, trainer: L.Trainer) -> dict[str, Any]:
+    """The value sweepers optimise: the best checkpoint's score if it is the monitored metric."""
+    name = cfg.get("optimized_metric")
+    ckpt = trainer.checkpoint_callback
+    if isinstance(ckpt, ModelCheckpoint) and ckpt.monitor == name and ckpt.best_model_score is not None:
+        value = float(ckpt.best_model_score)
+    else:
+        value = trainer.callback_metrics.get(name)
+        value = float(value) if value is not None else None
+    return {"name": name, "value": value}
+
+
+@rank_zero_only
+def _report(run_dir: Path, metrics: dict[str, Any], sharing: dict[str, int]) -> None:
+    write_metrics(run_dir, metrics)
+    print_summary(metrics, sharing)
+
+
+def _finish_loggers(trainer: L.Trainer) -> None:
+    for lg in trainer.loggers:
+        lg.finalize("success")
+        if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:
+            lg.experiment.finish()
