@@ -123,9 +123,10 @@ class MultiTaskModule(L.LightningModule):
         values = metrics.compute()
         metrics.reset()
         flat = {f"{stage}/{task}/{k}": v for task, d in values.items() for k, v in d.items()}
-        # values are already synchronised across ranks by torchmetrics: no sync_dist needed
-        self.log_dict(flat)
-        self.log(f"{stage}/score", metrics.score(values), prog_bar=True)
+        # the values are already synchronised by torchmetrics, so sync_dist averages identical
+        # numbers: it changes nothing and keeps Lightning from warning under DDP
+        self.log_dict(flat, sync_dist=True)
+        self.log(f"{stage}/score", metrics.score(values), prog_bar=True, sync_dist=True)
         return values
 
     def validation_step(self, batch, batch_idx):
