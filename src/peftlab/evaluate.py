@@ -9,9 +9,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from peftlab.builders import build_datamodule, build_model, build_trainer
+from peftlab.builders import build_datamodule, build_model, build_strategy_callbacks, build_trainer
 from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.reporting.run_reports import prunable_from_callbacks
 from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
 
 
@@ -42,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": str(cfg.ckpt_path),
         "tasks": model.last_test_metrics,
         "score": model.test_metrics.score(model.last_test_metrics),
-        "params": count_parameters(model),
+        "params": count_parameters(model, prunable_from_callbacks(build_strategy_callbacks(train_cfg), model)),
         "alpha": model.weighting.alpha(),
         "config": OmegaConf.to_container(train_cfg),
     }

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
 from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.reporting.alpha_trajectory import AlphaTrajectory
+from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
 from peftlab.utils.step_timer import StepTimer
 
@@ -26,7 +28,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, datamodule)
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [timer, ConfigInCheckpoint(resolved)]
+    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [timer, AlphaTrajectory(), ConfigInCheckpoint(resolved)]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
     for lg in trainer.loggers:
         lg.log_hyperparams(resolved)
@@ -44,12 +46,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": ckpt_path,
         "tasks": model.last_test_metrics,
         "score": model.test_metrics.score(model.last_test_metrics),
-        "params": count_parameters(model),
+        "params": count_parameters(model, prunable_from_callbacks(callbacks, model)),
         "alpha": model.weighting.alpha(),
         "timing": timer.summary(fit_s),
         "optimized_metric": _optimized_metric(cfg, trainer),
         "config": resolved,
     }
+    metrics.update(reports_from_callbacks(callbacks, model, run_dir))
     _report(run_dir, metrics, sharing_comparison(model))
     _finish_loggers(trainer)
     return metrics

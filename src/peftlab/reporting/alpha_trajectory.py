@@ -1,0 +1,55 @@
+"""Tracks each task's effective weight α over training and plots it at the end of the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+class AlphaTrajectory(L.Callback):
+    """Records ``pl_module.weighting.alpha()`` after every optimizer step; writes ``alpha.png``."""
+
+    def __init__(self, every_n_steps: int = 1):
+        self.every_n_steps = every_n_steps
+        self.steps: list[int] = []
+        self.history: dict[str, list[float]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Record α at this global step."""
+        step = trainer.global_step
+        if step % self.every_n_steps or (self.steps and self.steps[-1] == step):
+            return
+        self.steps.append(step)
+        for name, value in pl_module.weighting.alpha().items():
+            self.history.setdefault(name, []).append(float(value))
+
+    def run_report(self, model, run_dir: Path) -> dict[str, Any]:
+        """Plot the trajectories to ``<run_dir>/alpha.png`` (nothing when no step was recorded)."""
+        if not self.steps or not trainer_is_rank_zero():
+            return {}
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, values in self.history.items():
+            ax.plot(self.steps, values, label=name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("effective task weight α")
+        ax.set_title(f"α per task ({type(model.weighting).__name__})")
+        ax.legend()
+        fig.tight_layout()
+        path = Path(run_dir) / "alpha.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return {"alpha_plot": str(path)}
+
+
+def trainer_is_rank_zero() -> bool:
+    """True on the process that writes reports."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
