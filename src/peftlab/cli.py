@@ -10,7 +10,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
-from peftlab.reporting import failure_payload, write_metrics
+from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
+from peftlab.utils.group_options import unknown_group_option
 from peftlab.utils.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -24,7 +25,8 @@ def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig)
     except Exception as exc:
         config_error = find_config_error(exc)
         run_dir = cfg.paths.output_dir
-        if _is_rank_zero():
+        # never replace the record of an earlier run (e.g. when hydra.run.dir points at one)
+        if _is_rank_zero() and not (Path(run_dir) / METRICS_FILE).exists():
             config = OmegaConf.to_container(cfg, resolve=False)
             write_metrics(run_dir, failure_payload(run_dir, config_error or exc, config))
         if config_error is not None:
@@ -50,18 +52,47 @@ def _is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+def _quiet_duplicate_lightning_logs() -> None:
+    """Lightning adds its own console handler at import; Hydra's root handlers already print."""
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+def _check_group_options() -> None:
+    message = unknown_group_option(CONFIG_DIR, sys.argv[1:])
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def train_entry(cfg: DictConfig) -> float | None:
-    """Train; returns the metric named by ``optimized_metric`` for Hydra sweepers."""
+def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.train import train
 
+    _quiet_duplicate_lightning_logs()
     metrics = run_guarded(train, cfg)
     return metrics["optimized_metric"]["value"]
 
 
 @hydra.main(version_base="1.3", config_name="eval", config_path=CONFIG_DIR)
-def eval_entry(cfg: DictConfig) -> float:
-    """Test a checkpoint; returns its test score."""
+def _eval_main(cfg: DictConfig) -> float:
     from peftlab.evaluate import evaluate
 
+    _quiet_duplicate_lightning_logs()
     return run_guarded(evaluate, cfg)["score"]
+
+
+def train_entry() -> None:
+    """``python train.py [overrides]``: train; returns ``optimized_metric`` to Hydra sweepers."""
+    _check_group_options()
+    _train_main()
+
+
+def eval_entry() -> None:
+    """``python eval.py ckpt_path=...``: test a checkpoint."""
+    _check_group_options()
+    _eval_main()
