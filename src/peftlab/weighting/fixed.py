@@ -20,11 +20,12 @@ class FixedWeighting(Weighting):
     Args:
         alpha: a list in task order (``[0.6, 0.3, 0.1]``) or a mapping by task name
             (``{digit: 0.6, parity: 0.3, high: 0.1}``); non-negative, not all zero.
+            ``None`` means 1 for every task.
         normalize: rescale α so that Σα = T (the number of tasks), which keeps the loss on the
             same scale as equal weighting.
     """
 
-    def __init__(self, alpha: Sequence[float] | Mapping[str, float], normalize: bool = False):
+    def __init__(self, alpha: Sequence[float] | Mapping[str, float] | None = None, normalize: bool = False):
         super().__init__()
         self.raw_alpha: Any = alpha
         self.normalize = bool(normalize)
@@ -43,6 +44,8 @@ class FixedWeighting(Weighting):
     def _alpha_in_task_order(self, alpha: Any) -> list[float]:
         names = self.task_names
         expected = f"{len(names)} non-negative numbers (one per task: {', '.join(names)}) or a mapping by task name"
+        if alpha is None:
+            return [1.0] * len(names)
         if isinstance(alpha, Mapping):
             unknown = [k for k in alpha if k not in names]
             if unknown:
