@@ -1,0 +1,267 @@
+"""The pruning callback: selects prunable weights, follows a schedule in optimizer steps, keeps
+masks as buffers, checkpoints its own state, and reports sparsity."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from peftlab.errors import ConfigError
+from peftlab.pruning.criteria import Criterion, Magnitude
+from peftlab.pruning.masks import apply_masks, attach_mask, get_mask
+from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
+from peftlab.pruning.schedules import Schedule
+from peftlab.pruning.selection import Target, select_targets
+from peftlab.pruning.structure import UnitGroup, find_groups
+
+KEY = "strategy.pruning"
+
+
+class PruningCallback(L.Callback):
+    """Prune a model during training (``strategy/pruning=<name>``).
+
+    Args:
+        criterion: a :class:`~peftlab.pruning.criteria.Criterion` (magnitude, global_magnitude,
+            random, movement, neurons, heads).
+        schedule, start_step, end_step, every_n_steps, initial_sparsity, final_sparsity, amount:
+            see :class:`~peftlab.pruning.schedules.Schedule` (all in optimizer steps).
+        start_epoch, end_epoch: optional epoch bounds, converted to steps when training starts.
+        scope, module_types, include, exclude, parameters: what is prunable
+            (:func:`~peftlab.pruning.selection.select_targets`).
+        rewind_step: lottery-ticket rewinding: snapshot the weights after this many steps and
+            reset the survivors to it once the final sparsity is reached (null: off).
+        best_at_final_sparsity: only let ModelCheckpoint pick a "best" checkpoint once the final
+            sparsity is reached (last.ckpt is still written every time).
+    """
+
+    def __init__(
+        self,
+        criterion: Criterion | None = None,
+        schedule: str = "cubic",
+        start_step: int = 0,
+        end_step: int = 100,
+        every_n_steps: int = 10,
+        initial_sparsity: float = 0.0,
+        final_sparsity: float = 0.5,
+        amount: float | None = None,
+        start_epoch: float | None = None,
+        end_epoch: float | None = None,
+        scope: str | None = "body",
+        module_types: Sequence[str] = ("Linear", "Conv1d", "Conv2d"),
+        include: str | None = None,
+        exclude: str | None = None,
+        parameters: Sequence[str] = ("weight",),
+        rewind_step: int | None = None,
+        best_at_final_sparsity: bool = True,
+    ):
+        self.criterion = criterion or Magnitude()
+        self.schedule = Schedule(schedule, start_step, end_step, every_n_steps, initial_sparsity, final_sparsity, amount, KEY)
+        self.start_epoch, self.end_epoch = start_epoch, end_epoch
+        self.selection = dict(scope=scope, module_types=list(module_types), include=include, exclude=exclude, parameters=list(parameters))
+        if rewind_step is not None and (not isinstance(rewind_step, int) or rewind_step < 0):
+            raise ConfigError(f"{KEY}.rewind_step", f"must be null or an integer >= 0; got {rewind_step}")
+        self.rewind_step = rewind_step
+        self.best_at_final_sparsity = best_at_final_sparsity
+        # state (checkpointed)
+        self.last_update_step = -1
+        self.current_sparsity = 0.0
+        self.history: list[tuple[int, float]] = []
+        self.rewind_weights: list[torch.Tensor] | None = None
+        # wiring (rebuilt on setup)
+        self.targets: list[Target] = []
+        self.groups: list[UnitGroup] = []
+        self.masked: list[tuple[nn.Module, str]] = []
+
+    # ------------------------------------------------------------ wiring
+    def prunable_parameters(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """(name, effective weight) of every prunable weight: what ``params.sparsity`` counts."""
+        out = []
+        for t in select_targets(model, key=KEY, **self.selection):
+            mask = get_mask(t.module, t.attr)
+            out.append((t.name, t.tensor.detach() * mask if mask is not None else t.tensor.detach()))
+        return out
+
+    def attach(self, model: nn.Module) -> None:
+        """Select what is prunable and give it mask buffers (kept if a checkpoint already loaded some)."""
+        self.targets = select_targets(model, key=KEY, **self.selection)
+        pairs: list[tuple[nn.Module, str]] = [(t.module, t.attr) for t in self.targets]
+        if self.criterion.structured:
+            self.groups = self._groups(model)
+            for g in self.groups:
+                pairs += [(lin, "weight") for _, lin in g.producers] + [(lin, "bias") for _, lin in g.producers if lin.bias is not None]
+        seen, self.masked = set(), []
+        for module, attr in pairs:
+            if (id(module), attr) not in seen:
+                seen.add((id(module), attr))
+                attach_mask(module, attr)
+                self.masked.append((module, attr))
+
+    def _groups(self, model: nn.Module) -> list[UnitGroup]:
+        """Unit groups whose producers are all selected; selected layers no group covers are an error."""
+        unit = self.criterion.unit
+        selected = {t.name: t for t in self.targets}
+        groups = [g for g in find_groups(model, unit) if all(f"{n}.weight" in selected for n, _ in g.producers)]
+        covered = {f"{n}.weight" for g in groups for n, _ in g.producers + g.consumers}
+        bad = [f"{t.name} ({type(t.module).__name__})" for t in self.targets if t.name not in covered or not isinstance(t.module, nn.Linear)]
+        if not groups or bad:
+            what = "BERT-style self-attention (query/key/value + output.dense)" if unit == "heads" else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
+            raise ConfigError(
+                f"{KEY}.criterion",
+                f"structured pruning of {unit} handles {what}; it can't handle {', '.join(bad[:3]) or 'any selected layer'} "
+                f"— narrow {KEY}.include/module_types or use an unstructured criterion",
+            )
+        return groups
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Attach masks before DDP wraps the model; make ModelCheckpoint pick "best" only at final sparsity."""
+        if stage != "fit":
+            return
+        self.attach(pl_module)
+        if self.best_at_final_sparsity:
+            for cb in trainer.checkpoint_callbacks:
+                if isinstance(cb, ModelCheckpoint) and cb.monitor and not getattr(cb, "_peftlab_guarded", False):
+                    self._guard_best(cb)
+
+    def _guard_best(self, cb: ModelCheckpoint) -> None:
+        # Lightning has no public "not yet eligible" switch for top-k checkpoints; wrapping the one
+        # method that ranks them keeps last.ckpt (needed to resume) while "best" waits for the
+        # final sparsity — so metrics.json's test numbers and sparsity describe a pruned model.
+        original, callback = cb._save_topk_checkpoint, self
+
+        def guarded(self_cb, trainer, monitor_candidates):
+            if callback.at_final_sparsity(trainer.global_step):
+                original(trainer, monitor_candidates)
+
+        cb._save_topk_checkpoint = types.MethodType(guarded, cb)
+        cb._peftlab_guarded = True
+
+    def at_final_sparsity(self, step: int) -> bool:
+        """Whether the schedule is finished (masks at final sparsity) after ``step`` optimizer steps."""
+        return step >= self.schedule.end_step and self.last_update_step >= self.schedule.end_step
+
+    # ------------------------------------------------------------- hooks
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Convert epoch bounds to steps, check the schedule fits the run, apply the (restored) masks."""
+        if self.start_epoch is not None or self.end_epoch is not None:
+            self.schedule.with_steps_per_epoch(max(1, int(trainer.num_training_batches)), self.start_epoch, self.end_epoch)
+        total = trainer.estimated_stepping_batches
+        if total != float("inf") and self.schedule.end_step > total:
+            raise ConfigError(f"{KEY}.end_step", f"must be <= the run's {int(total)} optimizer steps (trainer.max_epochs × batches per epoch); got {self.schedule.end_step}")
+        apply_masks(self.masked)
+        self._maybe_update(trainer, pl_module, trainer.global_step)  # e.g. one_shot at step 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        """Feed synchronised gradients to criteria that use them (movement)."""
+        if self.criterion.uses_gradients:
+            self.criterion.on_gradients(self.targets)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Re-zero pruned weights after the optimizer step; update masks on schedule steps."""
+        apply_masks(self.masked)
+        step = trainer.global_step
+        if self.rewind_step is not None and step == self.rewind_step and self.rewind_weights is None:
+            self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
+        self._maybe_update(trainer, pl_module, step)
+
+    def _maybe_update(self, trainer, pl_module, step: int) -> None:
+        if step <= self.last_update_step or not self.schedule.is_update_step(step):
+            return
+        target = self.schedule.sparsity_at(step)
+        self.update_masks(target, step)
+        self.last_update_step = step
+        self.history.append((step, self.current_sparsity))
+        if step >= self.schedule.end_step and self.rewind_weights is not None:
+            with torch.no_grad():
+                for t, w in zip(self.targets, self.rewind_weights):
+                    t.tensor.copy_(w * get_mask(t.module, t.attr))
+        if trainer is not None and rank_zero_only.rank == 0:
+            for lg in trainer.loggers:  # straight to the loggers: no per-step self.log cost
+                lg.log_metrics({"pruning/sparsity": self.current_sparsity, "pruning/target_sparsity": target}, step=step)
+
+    @torch.no_grad()
+    def update_masks(self, sparsity: float, step: int = 0) -> None:
+        """Recompute every mask for ``sparsity`` and zero the pruned entries (usable without a Trainer)."""
+        if self.criterion.structured:
+            new = self._structured_masks(sparsity)
+            for (module, attr), mask in new.items():
+                get_mask(module, attr).copy_(mask)
+        else:
+            for t, mask in zip(self.targets, self.criterion.compute_masks(self.targets, sparsity, step)):
+                get_mask(t.module, t.attr).copy_(mask)
+        apply_masks(self.masked)
+        self.current_sparsity = self.measured_sparsity()
+
+    def _structured_masks(self, sparsity: float) -> dict[tuple[nn.Module, str], torch.Tensor]:
+        current = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]
+        keeps = self.criterion.unit_keep(self.groups, sparsity, current)
+        selected = {id(t.module) for t in self.targets if t.attr == "weight"}
+        new: dict[Any, torch.Tensor] = {}
+
+        def mul(module, attr, factor):
+            key = (module, attr)
+            base = new.get(key, torch.ones_like(getattr(module, attr)))
+            new[key] = base * factor
+
+        for g, keep in zip(self.groups, keeps):
+            rows = g.row_keep(keep)
+            for _, lin in g.producers:
+                mul(lin, "weight", rows[:, None])
+                if lin.bias is not None:
+                    mul(lin, "bias", rows)
+            for _, lin in g.consumers:
+                if id(lin) in selected:
+                    mul(lin, "weight", rows[None, :])
+        return {k: v for k, v in new.items() if get_mask(*k) is not None}
+
+    def measured_sparsity(self) -> float:
+        """Zeros / entries over the prunable weights (structured: fraction of units removed)."""
+        if self.criterion.structured:
+            units = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]
+            return float(sum(int((u == 0).sum()) for u in units) / max(1, sum(u.numel() for u in units)))
+        zeros = sum(int((t.tensor == 0).sum()) for t in self.targets)
+        return zeros / max(1, sum(t.tensor.numel() for t in self.targets))
+
+    # ------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Schedule position, history, criterion state (movement scores) and the rewind snapshot."""
+        return {
+            "last_update_step": self.last_update_step,
+            "current_sparsity": self.current_sparsity,
+            "history": list(self.history),
+            "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
+            "criterion": self.criterion.state_dict(),
+            "rewind_weights": self.rewind_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (masks themselves come back with the model's buffers)."""
+        self.last_update_step = state["last_update_step"]
+        self.current_sparsity = state["current_sparsity"]
+        self.history = [tuple(h) for h in state["history"]]
+        self.criterion.load_state_dict(state["criterion"])
+        self.rewind_weights = state.get("rewind_weights")
+
+    # ------------------------------------------------------------ report
+    def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
+        """Per-layer sparsity, unit sparsity, schedule history, rank agreement and a bar-chart PNG."""
+        report = sparsity_report(self.prunable_parameters(model))
+        if self.criterion.structured and self.groups:
+            report["unit_sparsity"] = self.measured_sparsity()
+        report.update(
+            criterion=self.criterion.name,
+            schedule=self.schedule.kind,
+            final_sparsity_target=self.schedule.final_sparsity,
+            history=[list(h) for h in self.history],
+            ranks_agree=ranks_agree([get_mask(m, a) for m, a in self.masked]),
+        )
+        plot = Path(run_dir) / "sparsity_per_layer.png"
+        if rank_zero_only.rank == 0:
+            write_sparsity_plot(report["layers"], plot)
+        return {"pruning": report, "sparsity_plot": str(plot)}

@@ -1,0 +1,73 @@
+"""The small base every pruning criterion implements: ``compute_masks``.
+
+Like torch.nn.utils.prune, a criterion only decides *which* entries to zero; the callback owns
+the schedule and applies the masks. Unstructured criteria score every weight (per layer or
+across layers); structured criteria score whole units (see :mod:`peftlab.pruning.structure`).
+Targets never compound: ``sparsity`` is the fraction of all entries that end up zero, and
+entries already pruned stay pruned (they get the lowest score).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from peftlab.pruning.masks import get_mask
+from peftlab.pruning.selection import Target
+
+
+def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """A 0/1 mask shaped like ``scores`` with its ``k`` lowest entries zeroed.
+
+    Same arithmetic as torch.nn.utils.prune.L1Unstructured.compute_mask (topk, largest=False),
+    so masks agree with torch's for the same scores and amount.
+    """
+    mask = torch.ones_like(scores)
+    if k > 0:
+        idx = torch.topk(scores.reshape(-1), k=k, largest=False).indices
+        mask.view(-1)[idx] = 0
+    return mask
+
+
+def amount_to_k(sparsity: float, n: int) -> int:
+    """How many of ``n`` entries to zero for ``sparsity`` (torch.nn.utils.prune's rounding)."""
+    return int(round(sparsity * n))
+
+
+class Criterion:
+    """Base class. ``structured`` criteria work on unit groups, the others on weights."""
+
+    name = "base"
+    structured = False
+    scope = "layer"  # "layer": each layer reaches the sparsity; "global": all layers together
+    uses_gradients = False  # True: on_gradients is called before every optimizer step
+
+    def scores(self, targets: list[Target], step: int) -> list[torch.Tensor]:
+        """Importance of each entry of each target (higher = kept longer)."""
+        raise NotImplementedError
+
+    def compute_masks(self, targets: list[Target], sparsity: float, step: int) -> list[torch.Tensor]:
+        """New 0/1 masks, one per target, with ``sparsity`` of the entries zero (per layer or global)."""
+        scores = []
+        for t, s in zip(targets, self.scores(targets, step)):
+            s = s.detach().float().clone()
+            current = get_mask(t.module, t.attr)
+            if current is not None:
+                s[current == 0] = float("-inf")  # already pruned stays pruned
+            scores.append(s)
+        if self.scope == "global":
+            flat = torch.cat([s.reshape(-1) for s in scores])
+            mask = lowest_k_mask(flat, amount_to_k(sparsity, flat.numel()))
+            return [m.view_as(s) for m, s in zip(torch.split(mask, [s.numel() for s in scores]), scores)]
+        return [lowest_k_mask(s, amount_to_k(sparsity, s.numel())) for s in scores]
+
+    def on_gradients(self, targets: list[Target]) -> None:
+        """Called before every optimizer step with synchronised gradients (movement uses it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint (e.g. accumulated scores)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""

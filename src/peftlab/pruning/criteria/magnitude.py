@@ -1,0 +1,15 @@
+"""Magnitude pruning per layer: each layer loses its smallest |w| until it reaches the target."""
+
+from __future__ import annotations
+
+from peftlab.pruning.criteria.base import Criterion
+
+
+class Magnitude(Criterion):
+    """|w| per layer (every layer ends at the same sparsity)."""
+
+    name = "magnitude"
+    scope = "layer"
+
+    def scores(self, targets, step):
+        return [t.tensor.detach().abs() for t in targets]

@@ -1,0 +1,110 @@
+"""Units structured pruning removes: neurons (rows of a linear layer) and attention heads.
+
+A :class:`UnitGroup` is a set of output units produced by some linear layers (rows; their
+biases) and read by others (input columns). Zeroing a unit's rows and bias makes its output 0
+— and relu/gelu/tanh/silu of 0 is 0 — so the readers' columns see only zeros: masked and
+physically removed units give the same outputs. Found by walking the module tree, because no
+library (torch-pruning aside, which is not a dependency) maps HF BERT layers and plain
+``nn.Sequential`` MLPs to such groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+# modules that map 0 to 0 element-wise; anything else between two linear layers breaks a group
+ZERO_PRESERVING = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.LeakyReLU, nn.Dropout, nn.Identity)
+
+
+@dataclass
+class UnitGroup:
+    """``n_units`` units of ``unit_size`` rows each, in ``producers`` (rows) and ``consumers`` (columns)."""
+
+    name: str
+    kind: str  # "neurons" | "heads"
+    n_units: int
+    unit_size: int
+    producers: list[tuple[str, nn.Linear]]
+    consumers: list[tuple[str, nn.Linear]] = field(default_factory=list)
+    owner: nn.Module | None = None  # module whose size attributes change on export (attention, backbone)
+
+    def unit_scores(self) -> torch.Tensor:
+        """L2 norm of each unit over its producer rows, biases and consumer columns."""
+        sq = torch.zeros(self.n_units)
+        for _, lin in self.producers:
+            w = lin.weight.detach().float().reshape(self.n_units, -1).pow(2).sum(1)
+            if lin.bias is not None:
+                w = w + lin.bias.detach().float().reshape(self.n_units, -1).pow(2).sum(1)
+            sq += w.cpu()
+        for _, lin in self.consumers:
+            cols = lin.weight.detach().float().t().reshape(self.n_units, -1)
+            sq += cols.pow(2).sum(1).cpu()
+        return sq.sqrt()
+
+    def row_keep(self, unit_keep: torch.Tensor) -> torch.Tensor:
+        """Unit keep-vector (``[n_units]`` of 0/1) expanded to producer rows."""
+        return unit_keep.repeat_interleave(self.unit_size)
+
+
+def find_groups(model: nn.Module, kind: str) -> list[UnitGroup]:
+    """Every neuron group (``kind="neurons"``) or attention-head group (``kind="heads"``) in ``model``."""
+    return _head_groups(model) if kind == "heads" else _neuron_groups(model)
+
+
+def _head_groups(model: nn.Module) -> list[UnitGroup]:
+    groups = []
+    for name, mod in model.named_modules():
+        attn, out = getattr(mod, "self", None), getattr(mod, "output", None)
+        if attn is None or out is None or not all(isinstance(getattr(attn, a, None), nn.Linear) for a in ("query", "key", "value")):
+            continue
+        if not isinstance(getattr(out, "dense", None), nn.Linear):
+            continue
+        heads, size = attn.num_attention_heads, attn.attention_head_size
+        producers = [(f"{name}.self.{a}", getattr(attn, a)) for a in ("query", "key", "value")]
+        groups.append(UnitGroup(f"{name}.self", "heads", heads, size, producers, [(f"{name}.output.dense", out.dense)], owner=attn))
+    return groups
+
+
+def _neuron_groups(model: nn.Module) -> list[UnitGroup]:
+    groups = []
+    names = {m: n for n, m in model.named_modules()}
+    for name, mod in model.named_modules():
+        inter, out = getattr(mod, "intermediate", None), getattr(mod, "output", None)
+        if isinstance(getattr(inter, "dense", None), nn.Linear) and isinstance(getattr(out, "dense", None), nn.Linear):  # BERT FFN
+            lin = inter.dense
+            groups.append(UnitGroup(f"{name}.intermediate.dense", "neurons", lin.out_features, 1, [(f"{name}.intermediate.dense", lin)], [(f"{name}.output.dense", out.dense)]))
+        if isinstance(mod, nn.Sequential):
+            groups += _sequential_groups(mod, name, _tail_consumers(model, mod, names))
+    return groups
+
+
+def _sequential_groups(seq: nn.Sequential, name: str, tail: list[tuple[str, nn.Linear]]) -> list[UnitGroup]:
+    """Linear → zero-preserving modules → Linear chains; the last linear feeds ``tail`` (e.g. task heads)."""
+    groups, pending = [], None
+    for i, sub in enumerate(seq):
+        if isinstance(sub, nn.Linear):
+            if pending is not None:
+                pname, plin = pending
+                groups.append(UnitGroup(pname, "neurons", plin.out_features, 1, [pending], [(f"{name}.{i}", sub)]))
+            pending = (f"{name}.{i}", sub)
+        elif not isinstance(sub, ZERO_PRESERVING + (nn.Flatten,)) or (isinstance(sub, nn.Flatten) and pending is not None):
+            pending = None
+    if pending is not None and tail:
+        groups.append(UnitGroup(pending[0], "neurons", pending[1].out_features, 1, [pending], list(tail), owner=seq))
+    return groups
+
+
+def _tail_consumers(model: nn.Module, seq: nn.Sequential, names: dict) -> list[tuple[str, nn.Linear]]:
+    """The task heads reading a peftlab backbone's output (``model.body.backbone(s).net``), if ``seq`` is one."""
+    body, heads = getattr(model, "body", None), getattr(getattr(model, "heads", None), "heads", None)
+    if body is None or heads is None:
+        return []
+    if getattr(getattr(body, "backbone", None), "net", None) is seq:
+        return [(names[h], h) for h in heads.values()]
+    for task, backbone in getattr(body, "backbones", {}).items() if hasattr(body, "backbones") else []:
+        if getattr(backbone, "net", None) is seq and task in heads:
+            return [(names[heads[task]], heads[task])]
+    return []
