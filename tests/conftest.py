@@ -50,7 +50,7 @@ def make_cfg(tmp_path):
 
 def run_cli(script: str, *overrides: str, log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``python <script> <overrides>`` from the repository root with logs under ``log_dir``."""
-    cmd = [sys.executable, str(ROOT / script), f"paths.log_dir={log_dir}", *overrides]
+    cmd = [sys.executable, str(ROOT / script), *overrides, f"paths.log_dir={log_dir}"]
     env = {**os.environ, "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)

@@ -35,10 +35,11 @@ class FixedWeighting(Weighting):
         """Check α against the tasks and store it in task order."""
         super().setup(task_names)
         values = self._alpha_in_task_order(self.raw_alpha)
-        weights = torch.tensor(values, dtype=torch.float32)
         if self.normalize:
-            weights = weights * len(values) / weights.sum()
-        self.weights = weights
+            total = sum(values)
+            values = [v * len(values) / total for v in values]
+        self.values = values  # reported exactly as configured (no float32 rounding)
+        self.weights = torch.tensor(values, dtype=torch.float32)
         self._index = {name: i for i, name in enumerate(self.task_names)}
 
     def _alpha_in_task_order(self, alpha: Any) -> list[float]:
@@ -74,4 +75,4 @@ class FixedWeighting(Weighting):
 
     def alpha(self) -> dict[str, float]:
         """The configured (possibly normalised) α."""
-        return {name: float(w) for name, w in zip(self.task_names, self.weights)}
+        return dict(zip(self.task_names, self.values))
