@@ -1,0 +1,119 @@
+"""Export: make masks permanent, physically remove pruned neurons/heads, optionally store sparse.
+
+A unit (neuron or attention head) whose producer rows and bias are all zero outputs 0, so
+removing it — with the consumers' matching input columns — leaves every output unchanged.
+That holds for units zeroed by structured pruning and for rows unstructured pruning happened to
+empty. The exported file holds a plain state dict (no pickled classes) plus the training config;
+:func:`load_exported` rebuilds the model from the config and shrinks it to the stored shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftlab.pruning.masks import remove_masks
+from peftlab.pruning.structure import UnitGroup, find_groups
+
+FORMAT = "peftlab-export-v1"
+
+
+@torch.no_grad()
+def compact(model: nn.Module) -> dict[str, int]:
+    """Make masks permanent and remove every all-zero unit in place. Returns units removed per kind."""
+    remove_masks(model)
+    removed = {"neurons": 0, "heads": 0}
+    for kind in ("heads", "neurons"):
+        for group in find_groups(model, kind):
+            keep = _alive_units(group)
+            if bool(keep.all()):
+                continue
+            if not bool(keep.any()):
+                keep[0] = True  # keep one unit so every layer keeps a valid shape
+            _shrink(group, keep)
+            removed[kind] += int((~keep).sum())
+    _sync_out_dims(model)
+    return removed
+
+
+def _alive_units(group: UnitGroup) -> torch.Tensor:
+    alive = torch.zeros(group.n_units, dtype=torch.bool)
+    for _, lin in group.producers:
+        alive |= lin.weight.reshape(group.n_units, -1).ne(0).any(1).cpu()
+        if lin.bias is not None:
+            alive |= lin.bias.reshape(group.n_units, -1).ne(0).any(1).cpu()
+    return alive
+
+
+def _shrink(group: UnitGroup, keep: torch.Tensor) -> None:
+    rows = keep.repeat_interleave(group.unit_size).nonzero().squeeze(1)
+    for _, lin in group.producers:
+        lin.weight = nn.Parameter(lin.weight[rows].clone())
+        if lin.bias is not None:
+            lin.bias = nn.Parameter(lin.bias[rows].clone())
+        lin.out_features = len(rows)
+    for _, lin in group.consumers:
+        lin.weight = nn.Parameter(lin.weight[:, rows].clone())
+        lin.in_features = len(rows)
+    owner = group.owner
+    if group.kind == "heads" and owner is not None:
+        owner.num_attention_heads = int(keep.sum())
+        owner.all_head_size = owner.num_attention_heads * owner.attention_head_size
+
+
+def _sync_out_dims(model: nn.Module) -> None:
+    """Keep ``out_dim`` attributes of peftlab backbones/bodies in line with their last linear layer."""
+    for module in model.modules():
+        net = getattr(module, "net", None)
+        if isinstance(net, nn.Sequential) and hasattr(module, "out_dim"):
+            linears = [m for m in net if isinstance(m, nn.Linear)]
+            if linears:
+                module.out_dim = linears[-1].out_features
+    body = getattr(model, "body", None)
+    if body is not None and hasattr(body, "out_dim"):
+        inner = getattr(body, "backbone", None) or next(iter(getattr(body, "backbones", {}).values()), None)
+        if inner is not None:
+            body.out_dim = inner.out_dim
+
+
+def sparse_state_dict(state: dict[str, torch.Tensor], min_sparsity: float = 0.55) -> dict[str, torch.Tensor]:
+    """2-D tensors with more than ``min_sparsity`` zeros as CSR with int32 indices (8 bytes per non-zero
+    instead of 4 per entry: smaller only above ~50 % sparsity, so denser tensors stay dense)."""
+    out = {}
+    for k, t in state.items():
+        if t.dim() == 2 and t.is_floating_point() and float((t == 0).float().mean()) > min_sparsity:
+            csr = t.to_sparse_csr()
+            out[k] = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), t.shape)
+        else:
+            out[k] = t
+    return out
+
+
+def dense_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo :func:`sparse_state_dict`."""
+    return {k: (t.to_dense() if t.layout != torch.strided else t) for k, t in state.items()}
+
+
+@torch.no_grad()
+def shrink_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Resize ``model``'s linear layers (and attention head counts) to the shapes in ``state``."""
+    for name, module in model.named_modules():
+        w = state.get(f"{name}.weight")
+        if isinstance(module, nn.Linear) and w is not None and tuple(w.shape) != tuple(module.weight.shape):
+            module.weight = nn.Parameter(torch.empty(w.shape, dtype=module.weight.dtype))
+            module.out_features, module.in_features = w.shape
+            if module.bias is not None:
+                module.bias = nn.Parameter(torch.empty(w.shape[0], dtype=module.bias.dtype))
+    for module in model.modules():  # attention modules: head count follows the query rows
+        if hasattr(module, "num_attention_heads") and isinstance(getattr(module, "query", None), nn.Linear):
+            module.num_attention_heads = module.query.out_features // module.attention_head_size
+            module.all_head_size = module.query.out_features
+    _sync_out_dims(model)
+
+
+def export_payload(model: nn.Module, config: Any, sparse: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    """What ``scripts/export.py`` writes: format tag, config, (sparse) state dict and metadata."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "config": config, "sparse": sparse, "state_dict": sparse_state_dict(state) if sparse else state, **extra}

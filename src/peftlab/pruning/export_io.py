@@ -1,0 +1,92 @@
+"""Checkpoint → exported file and back: the I/O side of :mod:`peftlab.pruning.export`."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from peftlab.errors import ConfigError
+from peftlab.pruning.export import FORMAT, compact, dense_state_dict, export_payload, shrink_to
+
+
+def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
+    """The model a peftlab checkpoint was trained as, with its masks loaded; and its config and datamodule."""
+    from peftlab.builders import build_datamodule, build_model
+    from peftlab.evaluate import load_training_config
+
+    cfg = load_training_config(ckpt_path)  # raises ConfigError("ckpt_path", ...) on a bad file
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), cfg, datamodule
+
+
+def _sample_inputs(datamodule, n: int = 256) -> torch.Tensor:
+    batch = next(iter(datamodule.test_dataloader()))
+    return batch["x"][:n]
+
+
+def _nbytes(obj: Any) -> int:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.tell()
+
+
+@torch.no_grad()
+def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite: bool = False, tolerance: float = 1e-5) -> dict[str, Any]:
+    """Export ``ckpt_path`` to ``out``; verify outputs match within ``tolerance``. Returns what was done."""
+    from peftlab.evaluate import load_training_config
+
+    load_training_config(ckpt_path)  # a bad ckpt_path fails first, before anything else is looked at
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise ConfigError("out", f"{out} already exists; pass overwrite=true to replace it or choose another path")
+    if out_path.is_dir():
+        raise ConfigError("out", f"{out} is a directory; give a file path such as model.pt")
+    model, cfg, datamodule = load_masked_model(ckpt_path)
+    x = _sample_inputs(datamodule)
+    reference = model(x)
+    params_before = sum(p.numel() for p in model.parameters())
+    removed = compact(model)
+    exported = model(x)
+    diff = max(float((reference[k] - exported[k]).abs().max()) for k in reference)
+    if diff > tolerance:
+        raise RuntimeError(f"exported model differs from the masked model by {diff:.3g} > {tolerance}")
+    params_after = sum(p.numel() for p in model.parameters())
+    # auto: store each 2-D weight that is more than half zeros as CSR (only those get smaller)
+    use_sparse = sparse in ("true", "auto")
+    meta = {"source_checkpoint": str(ckpt_path), "removed": removed, "max_abs_diff": diff, "params": params_after}
+    container = OmegaConf.to_container(cfg)
+    payload = export_payload(model, container, use_sparse, meta)
+    bytes_dense = _nbytes(export_payload(model, container, False, meta))
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, tmp)
+    os.replace(tmp, out_path)  # atomic: a failed export never leaves a half-written `out`
+    return {
+        "out": str(out_path), "params_before": params_before, "params_after": params_after, "removed": removed,
+        "sparse": use_sparse, "max_abs_diff": diff, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
+    }
+
+
+def load_exported(path: str) -> nn.Module:
+    """Rebuild an exported model (smaller layers, dense weights) ready for inference."""
+    from peftlab.builders import build_datamodule, build_model
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != FORMAT:
+        raise ConfigError("path", f"{path} is not a peftlab export (format {payload.get('format')!r})")
+    cfg = OmegaConf.create(payload["config"])
+    model = build_model(cfg, build_datamodule(cfg))
+    state = dense_state_dict(payload["state_dict"])
+    shrink_to(model, state)
+    model.load_state_dict(state)
+    return model.eval()
