@@ -4,7 +4,7 @@ from peftlab.clipping.base import Clipping
 
 
 class NoClipping(Clipping):
-    """Leaves gradients as they are."""
+    """Leaves gradients as they are (the non-finite guard still applies)."""
 
     name = "none"
 

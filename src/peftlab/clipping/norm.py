@@ -1,23 +1,30 @@
 """Clip the global gradient norm."""
 
-from peftlab.clipping.base import Clipping
-from peftlab.errors import ConfigError
+import torch
+
+from peftlab.clipping.base import Clipping, positive
 
 
 class NormClipping(Clipping):
     """Rescale all gradients together so their global L2 norm is at most ``max_norm``.
 
-    Uses Lightning's ``clip_gradients`` (torch's ``clip_grad_norm_``), which also handles
-    mixed-precision unscaling.
+    torch's ``clip_grad_norm_`` on the gradients the optimizer will use; works the same under
+    automatic and manual optimisation (the module calls it after unscaling).
     """
 
     name = "norm"
 
-    def __init__(self, max_norm: float = 1.0):
-        if not isinstance(max_norm, (int, float)) or max_norm <= 0:
-            raise ConfigError("strategy.clipping.max_norm", f"must be a number > 0; got {max_norm!r}")
-        self.max_norm = float(max_norm)
+    def __init__(self, max_norm: float = 1.0, max_bad_steps: int = 5):
+        super().__init__(max_bad_steps)
+        self.max_norm = positive("strategy.clipping.max_norm", max_norm)
 
     def clip(self, module, optimizer) -> None:
         """Clip by global norm."""
-        module.clip_gradients(optimizer, gradient_clip_val=self.max_norm, gradient_clip_algorithm="norm")
+        torch.nn.utils.clip_grad_norm_(_params(optimizer), self.max_norm)
+
+
+def _params(optimizer):
+    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+

@@ -1,4 +1,14 @@
-"""MultiTaskModule: shared body → per-task heads → per-task losses → weighting → clipping."""
+"""MultiTaskModule: shared body → per-task heads → per-task losses → weighting → clipping.
+
+Two training paths, chosen from the weighting and clipping (``per_task_path``):
+
+* loss-based weighting: Lightning's automatic optimisation (one backward of the combined loss);
+* gradient-based weighting or per-task clipping: manual optimisation with one gradient per task
+  (see :meth:`MultiTaskModule._manual_step`), gradient accumulation implemented here.
+
+Both paths run the non-finite guard and ``strategy/clipping`` right before the optimizer step,
+after mixed-precision unscaling, and log ``train/grad_norm`` / ``train/grad_norm_clipped``.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.clipping import Clipping, NoClipping
+from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
+from peftlab.clipping.guard import NonFiniteGuard
 from peftlab.data.tasks import TaskSpec
 from peftlab.models.heads import TaskHeads
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.pruning.reparam import restore_pruning_reparam
 from peftlab.sharing import HardSharing
+from peftlab.errors import ConfigError
 from peftlab.weighting import EqualWeighting, Weighting
+from peftlab.weighting.base import all_reduce_mean, all_reduce_sum, world_size
 
 
 class MultiTaskModule(L.LightningModule):
@@ -53,6 +66,14 @@ class MultiTaskModule(L.LightningModule):
         self.weighting = weighting or EqualWeighting()
         self.weighting.setup(self.task_names)
         self.clipping = clipping or NoClipping()
+        # per-task gradients (gradient-based weighting or per-task clipping) → manual optimisation
+        self.per_task_path = bool(self.weighting.needs_task_gradients or self.clipping.per_task)
+        self.automatic_optimization = not self.per_task_path
+        if self.clipping.per_task and getattr(self.weighting, "mode", "params") == "representation":
+            raise ConfigError("strategy.clipping", "per_task clipping needs parameter gradients; use strategy.weighting.mode=params or another clipping (none, norm, value, agc)")
+        self.accumulate = 1  # micro-batches per optimizer step on the per-task path (see trainer setter)
+        self.guard = NonFiniteGuard(self.clipping.max_bad_steps if hasattr(self.clipping, "max_bad_steps") else 5, self.task_names)
+        self._grad_stats: dict[str, float] = {}
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
         self.scheduler_factory = scheduler
         self.val_metrics = TaskMetrics(self.tasks)
@@ -83,21 +104,212 @@ class MultiTaskModule(L.LightningModule):
         return losses
 
     # --------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Per-task losses, combined by the weighting method."""
-        losses = self.task_losses(self(batch["x"]), batch)
-        loss = self.weighting(losses)
-        batch_size = len(batch["x"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        for name, value in losses.items():
-            self.log(f"train/{name}/loss", value, batch_size=batch_size)
-        for name, value in self.weighting.alpha().items():
-            self.log(f"alpha/{name}", value, batch_size=batch_size)
+    @property
+    def trainer(self):
+        """The attached trainer (see the setter for gradient accumulation on the per-task path)."""
+        return L.LightningModule.trainer.fget(self)
+
+    @trainer.setter
+    def trainer(self, trainer) -> None:
+        # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation, so the
+        # per-task-gradient path takes the value over and accumulates itself (_manual_step).
+        if trainer is not None and getattr(self, "per_task_path", False) and getattr(trainer, "accumulate_grad_batches", 1) > 1:
+            self.accumulate = int(trainer.accumulate_grad_batches)
+            trainer.accumulate_grad_batches = 1
+        L.LightningModule.trainer.fset(self, trainer)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """Per-task losses, combined by the weighting method (one backward, by Lightning).
+
+        Methods that need per-task gradients (and per-task clipping) take :meth:`_manual_step`.
+        A step whose loss is NaN/Inf on any rank returns None: Lightning skips it everywhere.
+        """
+        if self.per_task_path:
+            return self._manual_step(batch, batch_idx)
+        features = self.body(batch["x"])
+        losses = self.task_losses(self.heads(features), batch)
+        if self._skip_bad_losses(losses):
+            return None
+        if self.weighting.uses_shared:
+            loss = self.weighting.combine(losses, shared=self._shared_for_weighting(features))
+        else:
+            loss = self.weighting(losses)
+        self._log_losses(loss, losses, len(batch["x"]))
         return loss
 
+    def _skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
+        bad = self.guard.bad_loss_tasks(losses)
+        if bad:
+            self.guard.record_bad("loss", bad)
+        return bool(bad)
+
+    def _log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        for name, value in losses.items():
+            self.log(f"train/{name}/loss", value.detach(), batch_size=batch_size)
+
+    def _representation(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The shared feature tensor when every task reads the same one (hard sharing), else None."""
+        values = list(features.values())
+        return values[0] if all(v is values[0] for v in values) and values[0].requires_grad else None
+
+    def _shared_for_weighting(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
+        """What GradNorm differentiates: the last shared weight matrix, or the shared features."""
+        if getattr(self.weighting, "mode", "layer") == "representation":
+            rep = self._representation(features)
+            return None if rep is None else [rep]
+        matrices = [p for p in self.body.shared_parameters() if p.ndim >= 2]
+        return matrices[-1:] or None
+
+    # ------------------------------------------------- per-task gradient path
+    def _manual_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """One micro-batch of the per-task-gradient path (manual optimisation).
+
+        1. one forward; per-task losses; the loss-based objective (if any) and dObjective/dL_i;
+        2. one ``autograd.grad`` per task into a preallocated [T, P] float32 buffer (each task's
+           gradient tensors are freed as soon as they are copied in);
+        3. DDP: average the buffer over ranks (one collective) — global-batch semantics;
+        4. per-task clipping (optional), combination Σ α_i g_i on the shared part, each head
+           gets its own task's gradient; add into ``.grad`` divided by the accumulation count;
+        5. at the end of an accumulation window, ``optimizer.step()`` (Lightning unscales 16-mixed
+           gradients and calls :meth:`on_before_optimizer_step`, where clipping and the guard run).
+        """
+        x = batch["x"]
+        features = self.body(x)
+        losses = self.task_losses(self.heads(features), batch)
+        if self._skip_bad_losses(losses):
+            return None
+        names = list(losses)
+        gradient_method = self.weighting.needs_task_gradients
+        objective = self.weighting(losses)
+        wparams = [p for p in self.weighting.parameters() if p.requires_grad]
+        loss_coeffs, wgrads = None, []
+        if not gradient_method:  # loss-based weighting under per-task clipping: α_i = ∂objective/∂L_i
+            grads = torch.autograd.grad(objective, [losses[n] for n in names] + wparams, retain_graph=True, allow_unused=True)
+            loss_coeffs = torch.stack([g if g is not None else torch.zeros(()) for g in grads[: len(names)]]).float()
+            wgrads = list(grads[len(names) :])
+
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        shared = self.body.shared_parameters()
+        shared_ids = {id(p) for p in shared} | {id(p) for p in wparams}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in shared_ids]
+        rep = self._representation(features) if getattr(self.weighting, "mode", "params") == "representation" else None
+        targets = ([rep] if rep is not None else shared) + rest
+        n_shared = rep.numel() if rep is not None else sum(p.numel() for p in shared)
+        sizes = [t.numel() for t in targets]
+        rows = torch.zeros(len(names), sum(sizes), device=x.device)
+        for k, name in enumerate(names):
+            grads = torch.autograd.grad(losses[name] * scale, targets, retain_graph=True, allow_unused=True)
+            offset = 0
+            for g, n in zip(grads, sizes):
+                if g is not None:
+                    rows[k, offset : offset + n] = g.reshape(-1)
+                offset += n
+            del grads
+
+        world = world_size()
+        if rep is None:
+            all_reduce_mean(rows)  # global-batch semantics: average each task's gradient over ranks
+        else:
+            all_reduce_mean(rows[:, n_shared:])
+        bad = [n for n, ok in zip(names, torch.isfinite(rows).all(dim=1).tolist()) if not ok]
+        if bad and scaler is None:  # (with a grad scaler the scaler skips the step and lowers its scale)
+            self.optimizers().zero_grad(set_to_none=True)  # drop the whole accumulation window
+            self.guard.record_bad("gradient", bad)
+            return None
+        if self.clipping.per_task:
+            self.clipping.clip_rows(rows, scale)
+
+        head_rows = rows[:, n_shared:]
+        shared_rows = rows[:, :n_shared]
+        present = [self.task_names.index(n) for n in names]
+        if gradient_method:
+            if rep is None:
+                d_shared = self.weighting.combine_gradients(shared_rows, present)
+            else:  # features differ per rank: Gram of the global gradient = Σ_rank Gram / W²
+                gram = all_reduce_sum(shared_rows.double() @ shared_rows.double().T) / world**2
+                coeffs = self.weighting.record(self.weighting.coefficients(gram.cpu().numpy()), present)
+                d_shared = coeffs.to(rows) @ shared_rows
+            d_rest = head_rows.sum(dim=0)
+        else:
+            d_shared = loss_coeffs.to(rows) @ shared_rows
+            d_rest = loss_coeffs.to(rows) @ head_rows
+        del rows, shared_rows, head_rows
+
+        if rep is not None:  # backward from the features through the backbone, then average
+            grads = torch.autograd.grad(rep, shared, grad_outputs=d_shared.view_as(rep).to(rep.dtype), allow_unused=True)
+            d_shared = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, shared)])
+            all_reduce_mean(d_shared)
+        if wgrads:
+            flat_w = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() * scale for g, p in zip(wgrads, wparams)])
+            all_reduce_mean(flat_w)
+        else:
+            flat_w = torch.zeros(0, device=x.device)
+        self._add_grads(shared + rest + wparams, torch.cat([d_shared, d_rest, flat_w]) / self.accumulate)
+
+        self._log_losses(objective, losses, len(x))
+        if (batch_idx + 1) % self.accumulate == 0 or self.trainer.is_last_batch:
+            opt = self.optimizers()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return objective.detach()
+
+    @staticmethod
+    def _add_grads(params: list[nn.Parameter], flat: torch.Tensor) -> None:
+        offset = 0
+        for p in params:
+            g = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+            offset += p.numel()
+            if p.grad is None:
+                p.grad = g.clone()
+            else:
+                p.grad.add_(g)
+
+    # ------------------------------------------- before every optimizer step
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Delegate to the configured clipping policy (``strategy/clipping``)."""
+        """Automatic optimisation: guard, clip, log norms (gradients are unscaled and synced here)."""
+        self._before_optimizer_step(optimizer)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Manual optimisation: Lightning calls this after unscaling and skips its own clipping."""
+        if not self.automatic_optimization:
+            self._before_optimizer_step(optimizer)
+
+    def _before_optimizer_step(self, optimizer) -> None:
+        """Non-finite guard, then ``strategy/clipping``; records the norm before and after."""
+        grads = grads_of(optimizer)
+        before = global_norm(grads)
+        if not bool(torch.isfinite(before)):
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is None:  # with a grad scaler, overflow is routine: the scaler skips the step
+                self.guard.record_bad("gradient", [])
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # nothing reaches the weights (and AdamW skips params without grad)
+            self._grad_stats = {"train/grad_norm": float("nan")}
+            return
         self.clipping.clip(self, optimizer)
+        after = before if isinstance(self.clipping, NoClipping) else global_norm(grads)
+        self._grad_stats = {"train/grad_norm": float(before), "train/grad_norm_clipped": float(after)}
+        self.guard.record_good()
+        self.weighting.on_optimizer_step()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """Log gradient norms (before/after clipping) and the count of skipped steps."""
+        if self._grad_stats:
+            for key, value in self._grad_stats.items():
+                self.log(key, value, batch_size=len(batch["x"]))
+            self._grad_stats = {}
+        self.log("train/skipped_steps", float(self.guard.skipped), batch_size=len(batch["x"]))
+
+    def on_train_epoch_end(self) -> None:
+        """Epoch-level weighting state (DWA); the per-epoch scheduler step on the manual path."""
+        self.weighting.on_epoch_end()
+        if not self.automatic_optimization:
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
 
     def configure_optimizers(self):
         """The configured optimizer over every trainable parameter (and scheduler, if any)."""

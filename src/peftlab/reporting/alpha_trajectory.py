@@ -9,7 +9,12 @@ import lightning as L
 
 
 class AlphaTrajectory(L.Callback):
-    """Records ``pl_module.weighting.alpha()`` after every optimizer step; writes ``alpha.png``."""
+    """Records ``pl_module.weighting.alpha()`` after every optimizer step; writes ``alpha.png``.
+
+    α is also sent to every logger at every optimizer step as ``alpha/<task>`` (directly, not
+    through ``self.log``, so ``trainer.log_every_n_steps`` does not thin it out). Loggers only
+    write on rank zero.
+    """
 
     def __init__(self, every_n_steps: int = 1):
         self.every_n_steps = every_n_steps
@@ -22,8 +27,12 @@ class AlphaTrajectory(L.Callback):
         if step % self.every_n_steps or (self.steps and self.steps[-1] == step):
             return
         self.steps.append(step)
-        for name, value in pl_module.weighting.alpha().items():
-            self.history.setdefault(name, []).append(float(value))
+        alpha = {name: float(value) for name, value in pl_module.weighting.alpha().items()}
+        for name, value in alpha.items():
+            self.history.setdefault(name, []).append(value)
+        if trainer_is_rank_zero():
+            for logger in trainer.loggers:
+                logger.log_metrics({f"alpha/{name}": value for name, value in alpha.items()}, step=step)
 
     def run_report(self, model, run_dir: Path) -> dict[str, Any]:
         """Plot the trajectories to ``<run_dir>/alpha.png`` (nothing when no step was recorded)."""

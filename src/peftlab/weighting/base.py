@@ -1,11 +1,75 @@
-"""The base class every task-weighting method implements."""
+"""The base classes every task-weighting method implements.
+
+Two kinds of method:
+
+* **loss-based** (:class:`Weighting`): ``combine(losses)`` returns the scalar objective; Lightning's
+  automatic optimisation does one backward pass. Equal, fixed, uncertainty, DWA, RLW, FAMO and
+  GradNorm (which additionally looks at the gradient norms of the last shared layer).
+* **gradient-based** (:class:`GradientWeighting`): the module computes one gradient per task of the
+  shared parameters (or of the shared representation), averages them across DDP ranks, and asks
+  the method for combination coefficients with :meth:`GradientWeighting.coefficients`. Every
+  method here (PCGrad, CAGrad, MGDA, IMTL-G) only needs the T×T Gram matrix of the task
+  gradients, so the combined gradient is ``Σ_i α_i g_i`` with α computed from ``G Gᵀ``.
+
+Conventions shared by all methods:
+
+* α is reported on the scale of equal weighting (Σα = T for methods that normalise), so the
+  learning rate means the same thing whichever method is chosen.
+* Any state that influences training (loss histories, learned logits, random draws) is computed
+  from values averaged over DDP ranks, or from seeded generators keyed by the step count, so it
+  is identical on every rank and survives a checkpoint restart.
+* State changes once per **optimizer step** (:meth:`on_optimizer_step`), not per micro-batch, so
+  gradient accumulation over k micro-batches behaves like one k-times larger batch for the
+  loss-based methods.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+
+from peftlab.errors import ConfigError
+
+
+def world_size() -> int:
+    """Number of DDP ranks (1 when torch.distributed is not initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Average ``t`` over DDP ranks (in place; a no-op without DDP). Returns ``t``."""
+    n = world_size()
+    if n > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t.div_(n)
+    return t
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over DDP ranks (in place; a no-op without DDP). Returns ``t``."""
+    if world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def check_positive(key: str, value, allow_zero: bool = False) -> float:
+    """``value`` as a float, or a ConfigError naming ``key`` when it is not > 0 (>= 0)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ConfigError(key, f"must be a number {'>=' if allow_zero else '>'} 0; got {value!r}")
+    return float(value)
+
+
+def check_choice(key: str, value, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``, else a ConfigError listing them."""
+    if value not in allowed:
+        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
 
 
 class Weighting(nn.Module):
@@ -18,6 +82,11 @@ class Weighting(nn.Module):
 
     ``losses`` holds only the tasks present in the batch (mixed-task batches carry one task).
     """
+
+    #: True for methods that combine per-task gradients (manual optimisation in the module).
+    needs_task_gradients = False
+    #: True for methods that want ``combine(losses, shared=...)`` (GradNorm).
+    uses_shared = False
 
     def __init__(self):
         super().__init__()
@@ -38,3 +107,87 @@ class Weighting(nn.Module):
     def alpha(self) -> dict[str, float]:
         """Effective weight of each task at this point of training."""
         raise NotImplementedError
+
+    def on_optimizer_step(self) -> None:
+        """Called once after each (non-skipped) optimizer step; update state here."""
+
+    def on_epoch_end(self) -> None:
+        """Called at the end of every training epoch on every rank (collectives allowed)."""
+
+    # helpers ------------------------------------------------------------------------------
+    def _loss_vector(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detached float64 losses in task order (0 where absent) and a presence mask, on the losses' device."""
+        device = next(iter(losses.values())).device
+        values = torch.zeros(len(self.task_names), dtype=torch.float64, device=device)
+        present = torch.zeros(len(self.task_names), dtype=torch.bool, device=device)
+        for i, name in enumerate(self.task_names):
+            if name in losses:
+                values[i] = losses[name].detach().double()
+                present[i] = True
+        return values, present
+
+
+class GradientWeighting(Weighting):
+    """A method that combines per-task gradients ``g_i`` into one update ``Σ_i α_i g_i``.
+
+    Subclasses implement :meth:`coefficients` from the Gram matrix ``A = G Gᵀ`` (float64 numpy,
+    T×T, tasks present in the batch only). The module does the rest: per-task gradients, DDP
+    averaging, writing ``.grad``. Each head (task-specific parameters) receives its own task's
+    gradient unweighted.
+
+    Args:
+        mode: ``params`` — gradients of all shared parameters (T × shared-parameter floats kept
+            while combining); ``representation`` — gradients of the shared features
+            (T × batch × feature floats; one extra backward through the backbone; much cheaper
+            for large backbones, an approximation of the parameter-space method).
+        seed: seed of any random choice the method makes (same on every rank).
+    """
+
+    needs_task_gradients = True
+    MODES = ("params", "representation")
+
+    def __init__(self, mode: str = "params", seed: int = 0):
+        super().__init__()
+        self.mode = check_choice("strategy.weighting.mode", mode, self.MODES)
+        self.seed = int(seed)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last_alpha", torch.empty(0))
+
+    def setup(self, task_names: Sequence[str]) -> None:
+        """Start from α = 1 for every task (what is reported before the first step)."""
+        super().setup(task_names)
+        self.last_alpha = torch.ones(len(self.task_names))
+
+    def coefficients(self, gram: np.ndarray) -> np.ndarray:
+        """Combination weights α (length T) from the Gram matrix of the task gradients."""
+        raise NotImplementedError
+
+    def combine_gradients(self, grads: torch.Tensor, present: Sequence[int] | None = None) -> torch.Tensor:
+        """``Σ_i α_i g_i`` for the rows of ``grads`` ([T, P]); records α for :meth:`alpha`."""
+        gram = (grads.double() @ grads.double().T).cpu().numpy()
+        coeffs = self.record(self.coefficients(gram), present)
+        return coeffs.to(grads.dtype) @ grads
+
+    def record(self, coeffs: np.ndarray, present: Sequence[int] | None = None) -> torch.Tensor:
+        """Store α of the present tasks (for :meth:`alpha`) and return it as a float32 tensor."""
+        coeffs_t = torch.as_tensor(np.asarray(coeffs, dtype=np.float64), dtype=torch.float32)
+        idx = list(range(len(self.task_names))) if present is None else list(present)
+        if bool(torch.isfinite(coeffs_t).all()):
+            self.last_alpha[idx] = coeffs_t.to(self.last_alpha.device)
+        return coeffs_t
+
+    def generator(self) -> np.random.Generator:
+        """A random generator keyed by (seed, optimizer step): identical on every rank, resumable."""
+        return np.random.default_rng([self.seed, int(self.steps)])
+
+    def on_optimizer_step(self) -> None:
+        """Count optimizer steps (keys the random generator)."""
+        self.steps += 1
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Plain sum (used only for logging: the update is built from gradients)."""
+        return torch.stack(list(losses.values())).sum()
+
+    def alpha(self) -> dict[str, float]:
+        """The coefficients of the last combination."""
+        return {name: float(a) for name, a in zip(self.task_names, self.last_alpha)}

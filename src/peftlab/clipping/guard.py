@@ -1,0 +1,61 @@
+"""The non-finite guard: skip steps whose loss or gradient is NaN/Inf, stop after too many in a row."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+
+from peftlab.weighting.base import all_reduce_sum, world_size
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when too many consecutive training steps were non-finite."""
+
+
+class NonFiniteGuard:
+    """Counts skipped steps and raises :class:`NonFiniteError` after ``max_bad_steps`` in a row.
+
+    Decisions are identical on every DDP rank: loss flags are summed across ranks before they
+    are read, and gradient checks run on gradients that are already averaged across ranks.
+    """
+
+    def __init__(self, max_bad_steps: int, task_names: Sequence[str]):
+        self.max_bad_steps = max_bad_steps
+        self.task_names = list(task_names)
+        self.skipped = 0
+        self.consecutive = 0
+
+    def bad_loss_tasks(self, losses: dict[str, torch.Tensor]) -> list[str]:
+        """Tasks whose loss is NaN/Inf on any rank (one small collective under DDP)."""
+        if not losses:
+            return []
+        device = next(iter(losses.values())).device
+        flags = torch.zeros(len(self.task_names), device=device)
+        for i, name in enumerate(self.task_names):
+            if name in losses:
+                flags[i] = (~torch.isfinite(losses[name].detach())).float()
+        if world_size() > 1:
+            all_reduce_sum(flags)
+        elif bool(flags.sum() == 0):
+            return []
+        return [n for n, f in zip(self.task_names, flags.tolist()) if f > 0]
+
+    def record_bad(self, what: str, tasks: Sequence[str], key: str = "strategy.clipping.max_bad_steps") -> None:
+        """Count one skipped step; raise when the limit of consecutive ones is reached."""
+        self.skipped += 1
+        self.consecutive += 1
+        names = ", ".join(tasks) if tasks else "all tasks combined"
+        log.warning("skipped a training step: non-finite %s (task: %s); %d in a row", what, names, self.consecutive)
+        if self.consecutive >= self.max_bad_steps:
+            raise NonFiniteError(
+                f"training stopped after {self.consecutive} consecutive steps with a non-finite {what} "
+                f"(task: {names}); lower the learning rate, check that task's data, or raise {key}"
+            )
+
+    def record_good(self) -> None:
+        """A step went through: reset the consecutive count."""
+        self.consecutive = 0

@@ -1,0 +1,71 @@
+"""Dynamic Weight Average (Liu, Johns & Davison 2019)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from peftlab.weighting.base import Weighting, all_reduce_sum, check_positive
+
+
+class DWAWeighting(Weighting):
+    """α = T·softmax(r / temperature), r_i = L̄_i(e−1) / L̄_i(e−2) from epoch-mean losses.
+
+    The first ``warmup_epochs`` epochs use α = 1. Epoch means are summed locally and reduced
+    once per epoch across DDP ranks (one small collective), so every rank holds the same history.
+
+    Args:
+        temperature: softmax temperature T > 0 (larger → closer to uniform).
+        warmup_epochs: epochs with uniform weights before the ratio is defined (≥ 2).
+    """
+
+    def __init__(self, temperature: float = 2.0, warmup_epochs: int = 2):
+        super().__init__()
+        self.temperature = check_positive("strategy.weighting.temperature", temperature)
+        if not isinstance(warmup_epochs, int) or warmup_epochs < 2:
+            from peftlab.errors import ConfigError
+
+            raise ConfigError("strategy.weighting.warmup_epochs", f"must be an integer >= 2 (the ratio needs two past epochs); got {warmup_epochs!r}")
+        self.warmup_epochs = warmup_epochs
+        for name in ("weights", "history", "sums", "counts"):
+            self.register_buffer(name, torch.empty(0, dtype=torch.float64))
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.long))
+
+    def setup(self, task_names: Sequence[str]) -> None:
+        """Uniform weights, empty history."""
+        super().setup(task_names)
+        t = len(self.task_names)
+        self.weights = torch.ones(t, dtype=torch.float64)
+        self.history = torch.full((2, t), float("nan"), dtype=torch.float64)  # rows: epoch e-2, e-1
+        self.sums = torch.zeros(t, dtype=torch.float64)
+        self.counts = torch.zeros(t, dtype=torch.float64)
+        self._index = {n: i for i, n in enumerate(self.task_names)}
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ α_i L_i with this epoch's α; adds the losses to the epoch sums."""
+        values, present = self._loss_vector(losses)
+        if bool(torch.isfinite(values).all()):
+            self.sums += values.to(self.sums.device)
+            self.counts += present.to(self.counts)
+        w = self.weights.float()
+        return sum(w[self._index[n]] * loss for n, loss in losses.items())
+
+    def on_epoch_end(self) -> None:
+        """Push the epoch means into the history and recompute α for the next epoch."""
+        totals = all_reduce_sum(torch.cat([self.sums, self.counts]))
+        t = len(self.task_names)
+        sums, counts = totals[:t], totals[t:]
+        mean = torch.where(counts > 0, sums / counts.clamp(min=1), self.history[1])
+        self.history = torch.stack([self.history[1], mean])
+        self.epochs += 1
+        self.sums.zero_()
+        self.counts.zero_()
+        if int(self.epochs) >= self.warmup_epochs:
+            ratio = self.history[1] / self.history[0]
+            ratio = torch.where(torch.isfinite(ratio), ratio, torch.ones_like(ratio))
+            self.weights = t * torch.softmax(ratio / self.temperature, dim=0)
+
+    def alpha(self) -> dict[str, float]:
+        """This epoch's α."""
+        return {n: float(w) for n, w in zip(self.task_names, self.weights)}
