@@ -76,6 +76,12 @@ def test_two_job_multirun_over_alpha(tmp_path):
     assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
     assert sorted(tuple(r["alpha"].values()) for r in runs) == [(0.6, 0.3, 0.1), (1.0, 1.0, 1.0)]
     assert len({r["run_dir"] for r in runs}) == 2
+    sweep_dir = metrics_files(tmp_path)[0].parent.parent
+    lines = (sweep_dir / "summary.csv").read_text().strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("job,overrides,status,score")
+    assert "strategy.weighting.alpha=[0.6,0.3,0.1]" in (sweep_dir / "summary.md").read_text()
+    assert "debug=limit_batches" not in (sweep_dir / "summary.md").read_text()  # only swept keys are shown
+    assert (sweep_dir / "summary.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
