@@ -40,3 +40,21 @@ def checkpoint_masks(path) -> dict[str, torch.Tensor]:
     """Every ``*_mask`` entry of a Lightning checkpoint."""
     sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     return {k: v for k, v in sd.items() if k.endswith("_mask")}
+
+
+class Crash(Exception):
+    """Stands in for a killed job."""
+
+
+class CrashAtEpoch:
+    """A Lightning callback that kills training when epoch ``epoch`` starts (after last.ckpt of the previous one)."""
+
+    def __new__(cls, epoch: int):
+        import lightning as L
+
+        class _Crash(L.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == epoch:
+                    raise Crash(f"killed at epoch {epoch}")
+
+        return _Crash()

@@ -138,6 +138,10 @@ class PruningCallback(L.Callback):
         def guarded(self_cb, trainer, monitor_candidates):
             if callback.at_final_sparsity(trainer.global_step):
                 original(trainer, monitor_candidates)
+            else:
+                # Lightning writes last.ckpt only after a top-k save at the same step: mark the step
+                # as saved so last.ckpt (what a killed run resumes from) is still written
+                self_cb._last_global_step_saved = trainer.global_step
 
         cb._save_topk_checkpoint = types.MethodType(guarded, cb)
         cb._peftlab_guarded = True
@@ -230,7 +234,7 @@ class PruningCallback(L.Callback):
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Schedule position, history, criterion state (movement scores) and the rewind snapshot."""
+        """Schedule position, history, criterion state (movement scores), rewind snapshot and RNG state."""
         return {
             "last_update_step": self.last_update_step,
             "current_sparsity": self.current_sparsity,
@@ -238,6 +242,9 @@ class PruningCallback(L.Callback):
             "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
             "criterion": self.criterion.state_dict(),
             "rewind_weights": self.rewind_weights,
+            # Lightning does not checkpoint the global RNG; dropout draws from it, so without this a
+            # resumed run trains on different weights and ends with different magnitude/movement masks
+            "torch_rng": torch.get_rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -247,6 +254,8 @@ class PruningCallback(L.Callback):
         self.history = [tuple(h) for h in state["history"]]
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
+        if state.get("torch_rng") is not None:
+            torch.set_rng_state(state["torch_rng"])
 
     # ------------------------------------------------------------ report
     def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
