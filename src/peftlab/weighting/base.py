@@ -164,7 +164,7 @@ class GradientWeighting(Weighting):
 
     def combine_gradients(self, grads: torch.Tensor, present: Sequence[int] | None = None) -> torch.Tensor:
         """``Σ_i α_i g_i`` for the rows of ``grads`` ([T, P]); records α for :meth:`alpha`."""
-        gram = (grads.double() @ grads.double().T).cpu().numpy()
+        gram = (grads @ grads.T).double().cpu().numpy()  # T×T: float32 product, float64 solve
         coeffs = self.record(self.coefficients(gram), present)
         return coeffs.to(grads.dtype) @ grads
 
