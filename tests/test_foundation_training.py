@@ -98,3 +98,20 @@ def test_mixed_mode_trains(make_cfg):
     metrics = train(make_cfg("data=digits_mixed", "trainer.max_epochs=3"))
     assert metrics["status"] == "completed"
     assert all(v["acc"] > 0.5 for v in metrics["tasks"].values())
+
+
+def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path):
+    """An interrupted run resumed from last.ckpt ends exactly where an uninterrupted one does."""
+    from pathlib import Path
+
+    full = train(make_cfg("trainer.max_epochs=4"))
+    first = make_cfg("trainer.max_epochs=4", "+trainer.max_steps=40")  # "killed" after 2 of 4 epochs
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = train(make_cfg("trainer.max_epochs=4", f"ckpt_path={last}"))
+    a = torch.load(Path(full["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["tasks"] == full["tasks"]

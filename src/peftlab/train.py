@@ -16,6 +16,7 @@ from peftlab.reporting import count_parameters, print_summary, sharing_compariso
 from peftlab.reporting.alpha_trajectory import AlphaTrajectory
 from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
+from peftlab.utils.rng_state import RngStateInCheckpoint
 from peftlab.utils.step_timer import StepTimer
 
 
@@ -28,7 +29,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg, datamodule)
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [timer, AlphaTrajectory(), ConfigInCheckpoint(resolved)]
+    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [
+        timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint()
+    ]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
     for lg in trainer.loggers:
         lg.log_hyperparams(resolved)
