@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from peftlab.data.batching import MixedTaskBatches, MultiTaskTensors, SequentialBatches, ShuffledBatches, task_probabilities
 from peftlab.data.table import LabelledTable
-from peftlab.data.tasks import TaskSpec, parse_task_specs
+from peftlab.tasks import TaskSpec, parse_task_specs
 from peftlab.errors import ConfigError
 
 MODES = ("joint", "mixed")

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from peftlab.data.tasks import TaskSpec
+from peftlab.tasks import TaskSpec
 
 
 class TaskHeads(nn.Module):

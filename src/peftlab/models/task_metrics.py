@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from peftlab.data.tasks import TaskSpec
+from peftlab.tasks import TaskSpec
 
 
 def metrics_for(task: TaskSpec) -> MetricCollection:

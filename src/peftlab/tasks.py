@@ -1,4 +1,4 @@
-"""Task specifications: what one task predicts and how it is scored."""
+"""Task specifications: what one task predicts and how it is scored (shared by data/ and models/, which import nothing of each other)."""
 
 from __future__ import annotations
 
