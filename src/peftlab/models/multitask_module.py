@@ -21,7 +21,7 @@ from torch import nn
 
 from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
 from peftlab.clipping.guard import NonFiniteGuard
-from peftlab.data.tasks import TaskSpec
+from peftlab.tasks import TaskSpec
 from peftlab.models.heads import TaskHeads
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.pruning.reparam import restore_pruning_reparam
