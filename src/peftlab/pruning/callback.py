@@ -90,6 +90,9 @@ class PruningCallback(L.Callback):
 
     def attach(self, model: nn.Module) -> None:
         """Select what is prunable and give it mask buffers (kept if a checkpoint already loaded some)."""
+        if self.criterion.structured and not find_groups(model, self.criterion.unit):
+            self.targets = []
+            self._groups(model)  # raises: this model has no units of that kind
         self.targets = select_targets(model, key=KEY, **self.selection)
         pairs: list[tuple[nn.Module, str]] = [(t.module, t.attr) for t in self.targets]
         if self.criterion.structured:
