@@ -28,8 +28,11 @@ class DWAWeighting(Weighting):
 
             raise ConfigError("strategy.weighting.warmup_epochs", f"must be an integer >= 2 (the ratio needs two past epochs); got {warmup_epochs!r}")
         self.warmup_epochs = warmup_epochs
-        for name in ("weights", "history", "sums", "counts"):
+        for name in ("weights", "history"):
             self.register_buffer(name, torch.empty(0, dtype=torch.float64))
+        # this rank's running sums are plain tensors, not buffers: DDP broadcasts buffers from
+        # rank 0 at every forward, which would overwrite them before they are reduced
+        self.sums = self.counts = torch.empty(0, dtype=torch.float64)
         self.register_buffer("epochs", torch.zeros((), dtype=torch.long))
 
     def setup(self, task_names: Sequence[str]) -> None:
@@ -46,21 +49,20 @@ class DWAWeighting(Weighting):
         """Σ α_i L_i with this epoch's α; adds the losses to the epoch sums."""
         values, present = self._loss_vector(losses)
         if bool(torch.isfinite(values).all()):
-            self.sums += values.to(self.sums.device)
-            self.counts += present.to(self.counts)
+            self.sums = self.sums.to(values.device) + values
+            self.counts = self.counts.to(values.device) + present.double()
         w = self.weights.float()
         return sum(w[self._index[n]] * loss for n, loss in losses.items())
 
     def on_epoch_end(self) -> None:
         """Push the epoch means into the history and recompute α for the next epoch."""
-        totals = all_reduce_sum(torch.cat([self.sums, self.counts]))
+        totals = all_reduce_sum(torch.cat([self.sums, self.counts]).to(self.history.device))
         t = len(self.task_names)
         sums, counts = totals[:t], totals[t:]
         mean = torch.where(counts > 0, sums / counts.clamp(min=1), self.history[1])
         self.history = torch.stack([self.history[1], mean])
         self.epochs += 1
-        self.sums.zero_()
-        self.counts.zero_()
+        self.sums, self.counts = torch.zeros_like(self.sums), torch.zeros_like(self.counts)
         if int(self.epochs) >= self.warmup_epochs:
             ratio = self.history[1] / self.history[0]
             ratio = torch.where(torch.isfinite(ratio), ratio, torch.ones_like(ratio))
