@@ -279,6 +279,8 @@ class MultiTaskModule(L.LightningModule):
     def _before_optimizer_step(self, optimizer) -> None:
         """Non-finite guard, then ``strategy/clipping``; records the norm before and after."""
         grads = grads_of(optimizer)
+        if not grads:  # the training step was skipped (non-finite loss): nothing to clip or count
+            return
         before = global_norm(grads)
         if not bool(torch.isfinite(before)):
             scaler = getattr(self.trainer.precision_plugin, "scaler", None)
