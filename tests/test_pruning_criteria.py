@@ -124,3 +124,24 @@ def test_heads_and_ffn_pruning_on_tiny_bert_export_equivalent():
     assert bert.encoder.layer[0].intermediate.dense.out_features == 32
     assert after < before
     assert float((masked - exported).abs().max()) <= 1e-5
+
+
+def test_lottery_ticket_rewinding_resets_survivors():
+    from types import SimpleNamespace
+
+    net = Net()
+    cb = PruningCallback(scope="body", schedule="one_shot", start_step=5, final_sparsity=0.6, rewind_step=2)
+    cb.attach(net)
+    snapshot = None
+    for step in range(1, 6):  # pruned (and rewound) at step 5
+        with torch.no_grad():
+            for m in net.body[::2]:
+                m.weight.add_(0.01 * torch.randn_like(m.weight))  # stands in for optimizer steps
+        if step == 2:
+            snapshot = [m.weight.detach().clone() for m in net.body[::2]]
+        cb.on_train_batch_end(SimpleNamespace(global_step=step, loggers=[]), net, None, None, step)
+    for m, w in zip(net.body[::2], snapshot):
+        mask = get_mask(m, "weight")
+        assert float((mask == 0).float().mean()) == pytest.approx(0.6, abs=1e-3)
+        assert torch.equal(m.weight, w * mask)  # survivors back at their step-2 values
+    assert PruningCallback().rewind_step is None  # off by default
