@@ -73,3 +73,14 @@ def test_ddp_masks_equal_across_two_ranks(tmp_path, name):
     assert m["pruning"]["ranks_agree"] is True  # digests of every mask all-gathered from both ranks
     assert m["params"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert checkpoint_sparsity(m["ckpt_path"]) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_masked_checkpoint_evaluates_and_trains_further(make_cfg, tmp_path):
+    """eval.py reports the same sparsity and scores for a masked checkpoint; training can continue from it."""
+    first = train(make_cfg(*QUIET, *SHORT, fast=False))
+    res = run_cli("eval.py", f"ckpt_path={first['ckpt_path']}", "trainer.enable_progress_bar=false", log_dir=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = read_json(metrics_files(tmp_path)[-1])
+    assert ev["params"]["sparsity"] == pytest.approx(first["params"]["sparsity"]) and ev["score"] == pytest.approx(first["score"])
+    more = train(make_cfg(*QUIET, *SHORT, "trainer.max_epochs=3", f"ckpt_path={first['ckpt_path']}", fast=False))
+    assert more["params"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
