@@ -66,3 +66,11 @@ def test_run_reaches_the_schedule(make_cfg):
     assert metrics["pruning"]["global_sparsity"] == pytest.approx(metrics["params"]["sparsity"])
     assif = metrics["pruning"]["layers"]
     assert all(v["sparsity"] == pytest.approx(0.6, abs=1e-3) for v in assif.values())
+
+
+def test_epoch_bounds_convert_to_steps():
+    s = Schedule("cubic", 0, 10, 5, 0.0, 0.5).with_steps_per_epoch(20, start_epoch=5, end_epoch=20)
+    assert (s.start_step, s.end_step) == (100, 400)
+    with pytest.raises(ConfigError) as err:
+        Schedule("cubic", 0, 10, 5, 0.0, 0.5).with_steps_per_epoch(20, start_epoch=5, end_epoch=5)
+    assert err.value.key == "strategy.pruning.end_step"

@@ -236,6 +236,11 @@ class PruningCallback(L.Callback):
         return zeros / max(1, sum(t.tensor.numel() for t in self.targets))
 
     # ------------------------------------------------------------- state
+    @property
+    def state_key(self) -> str:
+        """Distinct per criterion and selection, so e.g. a heads and an FFN callback keep separate states."""
+        return self._generate_state_key(criterion=self.criterion.name, include=self.selection["include"], exclude=self.selection["exclude"])
+
     def state_dict(self) -> dict[str, Any]:
         """Schedule position, history, criterion state (movement scores), rewind snapshot and RNG state."""
         return {
