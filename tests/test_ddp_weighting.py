@@ -23,7 +23,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "imtl", "famo"]
-EXTRA = {"fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"], "gradnorm": ["strategy.weighting.w_lr=0.2"], "famo": ["strategy.weighting.w_lr=0.2"]}
+# FAMO's learned logits amplify float rounding (a 1e-7 perturbation of the initial weights grows
+# to 3e-4 after 6 steps at lr 0.2, 1.5e-6 at lr 0.05, measured single-process), so its check
+# runs at a smaller learning rate: the comparison tests the DDP logic, not chaotic dynamics.
+EXTRA = {"fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"], "gradnorm": ["strategy.weighting.w_lr=0.2"], "famo": ["model.optimizer.lr=0.05"]}
 GLOBAL_BATCH = 64
 # SGD (no adaptive normalisation, so float rounding is not amplified), no dropout; 3 epochs of
 # 2 steps so that DWA's ratio and FAMO's/GradNorm's learned weights are active.
