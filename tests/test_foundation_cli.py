@@ -26,7 +26,7 @@ def finished_run(tmp_path_factory):
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("strategy=nope", "strategy: unknown option 'nope'; allowed: separate"),
+        ("strategy=nope", "strategy: unknown option 'nope'; allowed: "),
         ("strategy/weighting=nope", "strategy/weighting: unknown option 'nope'"),
         ("strategy.weighting.alpha=[0.5,0.5]", "strategy.weighting.alpha: got 2 value(s)"),
         ("strategy.weighting.alpha=[0.5,-1,1]", "strategy.weighting.alpha: got [0.5, -1, 1]; weights must be finite and >= 0"),
