@@ -226,10 +226,13 @@ def bench_accuracy() -> list[dict]:
 
     from peftlab.train import train
 
+    tuned = ["strategy/pruning=global_magnitude", "strategy.pruning.start_step=20", "strategy.pruning.end_step=300", "strategy.pruning.every_n_steps=10"]
     settings = {
-        "dense": ["strategy=share"],
-        "95 % unstructured (magnitude)": ["strategy=prune_share", "strategy.pruning.final_sparsity=0.95"],
-        "75 % structured (neurons)": ["strategy=prune_share", "strategy/pruning=neurons", "strategy.pruning.final_sparsity=0.75"],
+        "dense (strategy=share)": ["strategy=share"],
+        "95 % unstructured, prune_share as shipped (magnitude, steps 100-400)": ["strategy=prune_share", "strategy.pruning.final_sparsity=0.95"],
+        "75 % structured, prune_share + strategy/pruning=neurons": ["strategy=prune_share", "strategy/pruning=neurons", "strategy.pruning.final_sparsity=0.75"],
+        "dense, lr 0.004": ["strategy=share", "model.optimizer.lr=0.004"],
+        "95 % unstructured, global_magnitude, steps 20-300, lr 0.004": ["strategy=prune_share", *tuned, "strategy.pruning.final_sparsity=0.95", "model.optimizer.lr=0.004"],
     }
     rows = []
     for name, ov in settings.items():
@@ -286,11 +289,12 @@ def markdown(structured, csr, overhead, accuracy, quick: bool, seconds: float) -
     if accuracy:
         lines += ["", "**Accuracy (digits, default 30-epoch runs, mean test accuracy of the 3 tasks, seeds 1-3)**", "",
                   "| setting | reached sparsity | per seed (%) | mean (%) | vs dense (points) |", "|---|---|---|---|---|"]
-        dense = accuracy[0]["mean"]
         for r in accuracy:
+            dense = accuracy[3 if "lr 0.004" in r["setting"] else 0]["mean"]  # each against the dense run with its learning rate
             lines.append(f"| {r['setting']} | {r['sparsity']:.1%} | {', '.join(map(str, r['acc']))} | {r['mean']:.2f} | {r['mean'] - dense:+.2f} |")
         lines.append("")
-        lines.append("(structured sparsity = fraction of hidden neurons removed; accuracy is tested on the best checkpoint at final sparsity.)")
+        lines.append("(structured sparsity = fraction of hidden neurons removed; accuracy is tested on the best checkpoint at final sparsity; "
+                     "the lr-0.004 rows compare with the dense lr-0.004 run. The last recipe was picked by trying five variants on these same seeds, so its gap is optimistic.)")
     return "\n".join(lines)
 
 
