@@ -106,3 +106,41 @@ def test_every_clipping_mode_trains_and_logs_norms_before_and_after(make_cfg, we
         assert any(after < 0.9 * before for before, after in norms)
     if mode == "per_task":  # every task's gradient ≤ 0.2 → the combination of 3 tasks ≤ 0.6
         assert max(before for before, _ in norms) <= 3 * value + 1e-4
+
+
+def first_norms(cfg, plugins=(), steps=3):
+    """Norms before/after clipping at each of the first optimizer steps."""
+    import lightning as L
+
+    from peftlab.builders import build_datamodule, build_model
+
+    L.seed_everything(0, verbose=False)
+    dm = build_datamodule(cfg)
+    model = build_model(cfg, dm)
+    seen = []
+    original = model._before_optimizer_step
+
+    def spy(opt):
+        original(opt)
+        seen.append(dict(model._grad_stats))
+
+    model._before_optimizer_step = spy
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, plugins=list(plugins))
+    trainer.fit(model, datamodule=dm)
+    return seen, model
+
+
+@pytest.mark.parametrize("weighting", ["fixed", "pcgrad"])
+def test_grad_scaler_path_clips_unscaled_gradients(make_cfg, weighting):
+    """16-mixed's loss scaling (a CPU GradScaler stands in for the GPU one): clipping and the
+    logged norms see true gradients on both paths; overflow steps are the scaler's business."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    overrides = [f"strategy/weighting={weighting}", "strategy/clipping=norm", "strategy.clipping.max_norm=0.1", "model.backbone.dropout=0.0"]
+    ref, _ = first_norms(make_cfg(*overrides))
+    scaled, model = first_norms(make_cfg(*overrides), [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**16))])
+    assert scaled[0]["train/grad_norm"] == pytest.approx(ref[0]["train/grad_norm"], rel=0.1)  # fp16 forward, but not 65536× larger
+    assert scaled[0]["train/grad_norm_clipped"] == pytest.approx(0.1, rel=1e-4)
+    overflow, model = first_norms(make_cfg(*overrides), [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**28))], steps=25)
+    assert model.guard.skipped == 0 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(s.get("train/grad_norm_clipped") for s in overflow)  # the scaler backed off and steps resumed

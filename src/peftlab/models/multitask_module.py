@@ -113,9 +113,12 @@ class MultiTaskModule(L.LightningModule):
     def trainer(self, trainer) -> None:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation, so the
         # per-task-gradient path takes the value over and accumulates itself (_manual_step).
-        if trainer is not None and getattr(self, "per_task_path", False) and getattr(trainer, "accumulate_grad_batches", 1) > 1:
-            self.accumulate = int(trainer.accumulate_grad_batches)
-            trainer.accumulate_grad_batches = 1
+        # A window that does not divide the epoch is stepped at the epoch's last batch.
+        if trainer is not None and getattr(self, "per_task_path", False) and hasattr(trainer, "accumulate_grad_batches"):
+            if not hasattr(trainer, "_peftlab_accumulate"):
+                trainer._peftlab_accumulate = int(trainer.accumulate_grad_batches)
+                trainer.accumulate_grad_batches = 1
+            self.accumulate = trainer._peftlab_accumulate
         L.LightningModule.trainer.fset(self, trainer)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
@@ -190,7 +193,9 @@ class MultiTaskModule(L.LightningModule):
             wgrads = list(grads[len(names) :])
 
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        # 16-mixed: scale the task losses like scaler.scale(loss) would (this also initialises the
+        # scaler's lazily created scale); Lightning unscales the combined gradient before clipping
+        scale = float(scaler.scale(torch.ones((), device=x.device))) if scaler is not None else 1.0
         shared = self.body.shared_parameters()
         shared_ids = {id(p) for p in shared} | {id(p) for p in wparams}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in shared_ids]
