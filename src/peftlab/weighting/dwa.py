@@ -52,7 +52,8 @@ class DWAWeighting(Weighting):
             self.sums = self.sums.to(values.device) + values
             self.counts = self.counts.to(values.device) + present.double()
         w = self.weights.float()
-        return sum(w[self._index[n]] * loss for n, loss in losses.items())
+        idx = [self._index[n] for n in losses]
+        return (w[idx].to(next(iter(losses.values())).device) * torch.stack(list(losses.values()))).sum()
 
     def on_epoch_end(self) -> None:
         """Push the epoch means into the history and recompute α for the next epoch."""

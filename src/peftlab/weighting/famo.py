@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from peftlab.weighting.base import Weighting, all_reduce_mean, check_positive
+from peftlab.weighting.base import Weighting, all_reduce_mean, check_positive, world_size
 from peftlab.weighting.logits import TaskLogits
 
 
@@ -51,21 +51,20 @@ class FAMOWeighting(Weighting):
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ α_i L_i with α_i = T·z_i / (c·(L_i − min_loss)), α detached."""
-        values, present = self._loss_vector(losses)
-        gathered = all_reduce_mean(torch.cat([values, present.double()]).to(self.window.device))
-        t = len(self.task_names)
-        if bool(torch.isfinite(gathered).all()):
-            self.window[0] += gathered[:t]
-            self.window[1] += gathered[t:]
-        z = torch.softmax(self.logits.value.detach().double(), dim=0)
+        # the module's guard has already rejected non-finite losses, so no check here
         idx = [self._index[n] for n in losses]
-        d = (gathered[:t][idx].to(z) - self.min_loss).clamp(min=self.eps)
-        inv = z[idx] / d
+        values = torch.stack(list(losses.values())).detach().double()
+        if world_size() > 1:  # global-batch loss, identical on every rank
+            values = all_reduce_mean(values)
+        values = values.to(self.window.device)
+        self.window[0, idx] += values
+        self.window[1, idx] += 1.0
+        z = torch.softmax(self.logits.value.detach().double(), dim=0)[idx]
+        inv = z.to(values.device) / (values - self.min_loss).clamp(min=self.eps)
         a = len(self.task_names) * inv / inv.sum()
-        if bool(torch.isfinite(a).all()):
-            self.last_alpha[idx] = a.float().to(self.last_alpha.device)
+        self.last_alpha[idx] = a.float().to(self.last_alpha.device)
         a = a.float()
-        return sum(a[k].to(loss.device) * loss for k, loss in enumerate(losses.values()))
+        return (a.to(next(iter(losses.values())).device) * torch.stack(list(losses.values()))).sum()
 
     def on_optimizer_step(self) -> None:
         """Update w from the loss change between the previous and this accumulation window."""

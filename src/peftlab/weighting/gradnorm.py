@@ -58,7 +58,7 @@ class GradNormWeighting(Weighting):
         idx = [self._index[n] for n in losses]
         if shared is not None and len(losses) > 1 and torch.is_grad_enabled():
             self._accumulate_theta_grad(losses, idx, list(shared))
-        return sum(w[i].to(loss.device) * loss for i, loss in zip(idx, losses.values()))
+        return (w[idx].to(next(iter(losses.values())).device) * torch.stack(list(losses.values()))).sum()
 
     def _grad_norms(self, losses: dict[str, torch.Tensor], shared: list[torch.Tensor]) -> torch.Tensor:
         """‖∇ L_i‖ of each present task on ``shared``, with DDP global-batch semantics."""

@@ -43,7 +43,8 @@ class RLWWeighting(Weighting):
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ α_i L_i with this step's random α."""
         w = self.weights()
-        return sum(w[self._index[n]].to(loss.device) * loss for n, loss in losses.items())
+        idx = [self._index[n] for n in losses]
+        return (w[idx].to(next(iter(losses.values())).device) * torch.stack(list(losses.values()))).sum()
 
     def on_optimizer_step(self) -> None:
         """Next step, next draw."""

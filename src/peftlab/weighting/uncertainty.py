@@ -38,11 +38,9 @@ class UncertaintyWeighting(Weighting):
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ exp(−s_i) L_i + s_i over the tasks present."""
-        total = 0.0
-        for name, loss in losses.items():
-            s = self.log_vars[self._index[name]]
-            total = total + torch.exp(-s) * loss + s
-        return total
+        s = self.log_vars if len(losses) == len(self.task_names) else self.log_vars[[self._index[n] for n in losses]]
+        values = torch.stack(list(losses.values()))  # task order: the datamodule's, like log_vars
+        return (torch.exp(-s) * values + s).sum()
 
     def alpha(self) -> dict[str, float]:
         """α_i = exp(−s_i)."""
