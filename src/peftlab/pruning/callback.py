@@ -91,8 +91,11 @@ class PruningCallback(L.Callback):
     def attach(self, model: nn.Module) -> None:
         """Select what is prunable and give it mask buffers (kept if a checkpoint already loaded some)."""
         if self.criterion.structured and not find_groups(model, self.criterion.unit):
-            self.targets = []
-            self._groups(model)  # raises: this model has no units of that kind
+            try:  # the model has no units of that kind: say so, naming the selected layer types
+                self.targets = select_targets(model, key=KEY, **self.selection)
+            except ConfigError:
+                self.targets = []
+            self._groups(model)  # raises
         self.targets = select_targets(model, key=KEY, **self.selection)
         pairs: list[tuple[nn.Module, str]] = [(t.module, t.attr) for t in self.targets]
         if self.criterion.structured:
