@@ -245,7 +245,7 @@ class PruningCallback(L.Callback):
         return self._generate_state_key(criterion=self.criterion.name, include=self.selection["include"], exclude=self.selection["exclude"])
 
     def state_dict(self) -> dict[str, Any]:
-        """Schedule position, history, criterion state (movement scores), rewind snapshot and RNG state."""
+        """Schedule position, history, criterion state (movement scores) and the rewind snapshot."""
         return {
             "last_update_step": self.last_update_step,
             "current_sparsity": self.current_sparsity,
@@ -253,9 +253,8 @@ class PruningCallback(L.Callback):
             "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
             "criterion": self.criterion.state_dict(),
             "rewind_weights": self.rewind_weights,
-            # Lightning does not checkpoint the global RNG; dropout draws from it, so without this a
-            # resumed run trains on different weights and ends with different magnitude/movement masks
-            "torch_rng": torch.get_rng_state(),
+            # the global RNG (dropout) is checkpointed by peftlab.utils.rng_state.RngStateInCheckpoint,
+            # which train.py always adds; the random criterion needs none (seeded by seed and step)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -265,8 +264,6 @@ class PruningCallback(L.Callback):
         self.history = [tuple(h) for h in state["history"]]
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
-        if state.get("torch_rng") is not None:
-            torch.set_rng_state(state["torch_rng"])
 
     # ------------------------------------------------------------ report
     def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
