@@ -20,6 +20,12 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
         table.add_row("params total / trainable", f"{p['total']:,} / {p['trainable']:,}")
         table.add_row("params non-zero", f"{p['nonzero']:,}")
         table.add_row("prunable / sparsity", f"{p['prunable']:,} / {p['sparsity']:.1%}")
+    pruning = metrics.get("pruning")
+    if pruning:
+        for layer, info in pruning.get("layers", {}).items():
+            table.add_row(f"  sparsity {layer}", f"{info['sparsity']:.1%} ({info['nonzero']:,} of {info['numel']:,} non-zero)")
+        if "unit_sparsity" in pruning:
+            table.add_row("  unit sparsity", f"{pruning['unit_sparsity']:.1%} of neurons/heads removed")
     if sharing:
         saved = sharing["separate"] - sharing["shared"]
         table.add_row(
