@@ -156,8 +156,12 @@ def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool
     """Interleaved rounds; per method the median step time and the peak RSS."""
     times = {m: [] for m in models}
     peaks = {m: 0 for m in models}
+    names = list(models)
     for r in range(rounds + warmup):
-        for m, model in models.items():
+        # rotate the order every round: the first method of a round pays for the previous
+        # round's clean-up (allocator, caches) on a loaded machine
+        for m in names[r % len(names):] + names[: r % len(names)]:
+            model = models[m]
             timer = StepTimer()
             trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, callbacks=[timer], num_sanity_val_steps=0)
             with PeakRSS(memory) as mem:
@@ -250,6 +254,7 @@ How to read it:
   BERT encoder without embeddings' unused rows; the embedding matrix is included: 3 × 109 M × 4 B ≈ 1.3 GB) — the same
   matrix LibMTL builds; representation mode stores T × batch × 768 floats (tiny) and backpropagates once through the encoder.
 - LibMTL columns are copied from PEER-FIGURES.md (its BERT run used seq 64; ours seq 128).
+- `fixed` (α = 1) does the same work as `equal`: the gap between the two is this run's noise floor.
 """
     print(text)
     if not args.no_write:
