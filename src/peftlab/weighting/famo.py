@@ -59,9 +59,11 @@ class FAMOWeighting(Weighting):
         values = values.to(self.window.device)
         self.window[0, idx] += values
         self.window[1, idx] += 1.0
-        z = torch.softmax(self.logits.value.detach().double(), dim=0)[idx]
-        inv = z.to(values.device) / (values - self.min_loss).clamp(min=self.eps)
-        a = len(self.task_names) * inv / inv.sum()
+        z = torch.softmax(self.logits.value.detach().double(), dim=0)[idx].to(values.device)
+        inv = z / (values - self.min_loss).clamp(min=self.eps)
+        # scaled by T·Σ_present z: Σα = T when every task is present; a single-task (mixed) batch
+        # gets α_i = T·z_i instead of T (c is only known over the tasks present)
+        a = len(self.task_names) * z.sum() * inv / inv.sum()
         self.last_alpha[idx] = a.float().to(self.last_alpha.device)
         a = a.float()
         return (a.to(next(iter(losses.values())).device) * torch.stack(list(losses.values()))).sum()
