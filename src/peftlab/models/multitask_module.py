@@ -251,7 +251,9 @@ class MultiTaskModule(L.LightningModule):
             all_reduce_mean(flat_w)
         else:
             flat_w = torch.zeros(0, device=x.device)
-        self._add_grads(shared + rest + wparams, torch.cat([d_shared, d_rest, flat_w]) / self.accumulate)
+        factor = 1.0 / self.accumulate
+        for params, flat in ((shared, d_shared), (rest, d_rest), (wparams, flat_w)):
+            self._add_grads(params, flat, factor)
 
         self._log_losses(objective, losses, len(x))
         if (batch_idx + 1) % self.accumulate == 0 or self.trainer.is_last_batch:
@@ -261,13 +263,21 @@ class MultiTaskModule(L.LightningModule):
         return objective.detach()
 
     @staticmethod
-    def _add_grads(params: list[nn.Parameter], flat: torch.Tensor) -> None:
+    def _add_grads(params: list[nn.Parameter], flat: torch.Tensor, factor: float) -> None:
+        """Add slices of ``flat`` (× factor) to the parameters' ``.grad``.
+
+        A missing ``.grad`` becomes a view into ``flat`` (no copy: the combined gradient's
+        buffer is the gradient storage until ``zero_grad``), which keeps the per-step peak at
+        T + 1 copies of the shared gradient rather than T + 4.
+        """
+        if factor != 1.0:
+            flat.mul_(factor)
         offset = 0
         for p in params:
-            g = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+            g = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
             if p.grad is None:
-                p.grad = g.clone()
+                p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
             else:
                 p.grad.add_(g)
 
