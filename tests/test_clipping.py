@@ -122,10 +122,10 @@ def first_norms(cfg, plugins=(), steps=3):
 
     def spy(opt):
         original(opt)
-        seen.append(dict(model._grad_stats))
+        seen.append({k: float(v) for k, v in model._step_metrics.items() if k.startswith("train/grad_norm")})
 
     model._before_optimizer_step = spy
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, plugins=list(plugins))
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, plugins=list(plugins), log_every_n_steps=1)
     trainer.fit(model, datamodule=dm)
     return seen, model
 

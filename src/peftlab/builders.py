@@ -72,5 +72,5 @@ def _wandb_netrc_login() -> bool:
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]) -> L.Trainer:
     """The Lightning trainer of ``cfg.trainer``."""
     if cfg.trainer.get("gradient_clip_val") is not None:
-        raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm>")
+        raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm|value|agc|per_task>")
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

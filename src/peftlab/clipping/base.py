@@ -53,6 +53,11 @@ class Clipping:
         """Clip the gradients in place."""
         raise NotImplementedError
 
+    def clip_with_norm(self, module: L.LightningModule, optimizer: Optimizer, total_norm: torch.Tensor) -> None:
+        """Clip, given the global gradient norm the module has already measured (policies that
+        need it override this to skip a second pass over the gradients)."""
+        self.clip(module, optimizer)
+
 
 def positive(key: str, value) -> float:
     """``value`` as float, or a ConfigError naming ``key`` unless it is a number > 0."""

@@ -33,15 +33,15 @@ class NonFiniteGuard:
         """Tasks whose loss is NaN/Inf on any rank (one small collective under DDP)."""
         if not losses:
             return []
-        device = next(iter(losses.values())).device
-        flags = torch.zeros(len(self.task_names), device=device)
-        for i, name in enumerate(self.task_names):
-            if name in losses:
-                flags[i] = (~torch.isfinite(losses[name].detach())).float()
-        if world_size() > 1:
-            all_reduce_sum(flags)
-        elif bool(flags.sum() == 0):
-            return []
+        values = torch.stack([loss.detach().float() for loss in losses.values()])
+        if world_size() == 1:
+            if bool(torch.isfinite(values).all()):  # the common case: one fused check, one sync
+                return []
+            return [n for n, ok in zip(losses, torch.isfinite(values).tolist()) if not ok]
+        flags = torch.zeros(len(self.task_names), device=values.device)
+        index = torch.tensor([self.task_names.index(n) for n in losses], device=values.device)
+        flags[index] = (~torch.isfinite(values)).float()
+        all_reduce_sum(flags)  # a task bad on any rank is bad everywhere: all ranks skip together
         return [n for n, f in zip(self.task_names, flags.tolist()) if f > 0]
 
     def record_bad(self, what: str, tasks: Sequence[str], key: str = "strategy.clipping.max_bad_steps") -> None:

@@ -22,6 +22,10 @@ class NormClipping(Clipping):
         """Clip by global norm."""
         torch.nn.utils.clip_grad_norm_(_params(optimizer), self.max_norm)
 
+    def clip_with_norm(self, module, optimizer, total_norm: torch.Tensor) -> None:
+        """Scale by max_norm / total_norm (when above 1) without measuring the norm again."""
+        torch.nn.utils.clip_grads_with_norm_(_params(optimizer), self.max_norm, total_norm)
+
 
 def _params(optimizer):
     return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -20,8 +20,8 @@ class CAGradWeighting(GradientWeighting):
         c: conflict aversion c ≥ 0 (the paper's default 0.4).
     """
 
-    def __init__(self, c: float = 0.4, mode: str = "params", seed: int = 0):
-        super().__init__(mode=mode, seed=seed)
+    def __init__(self, c: float = 0.4, mode: str = "params"):
+        super().__init__(mode=mode)
         self.c = check_positive("strategy.weighting.c", c, allow_zero=True)
 
     def coefficients(self, gram: np.ndarray) -> np.ndarray:
