@@ -239,7 +239,7 @@ def main() -> None:
 
 Command: `{cmd.strip()}` ({torch.get_num_threads()} threads; BERT: one shared randomly initialised encoder, SGD, torch {torch.__version__}, lightning {L.__version__},
 3 tasks, clipping `norm` 1.0, AdamW; medians of {n_d} digits steps and {n_b} BERT steps per method, interleaved
-round-robin in one process; machine shared with other jobs, so treat ±10 % as noise).
+round-robin in one process; the `fixed` vs `equal` gap shows the noise floor of the run).
 
 {table(digits, bert)}
 
