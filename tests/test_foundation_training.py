@@ -115,3 +115,15 @@ def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert resumed["tasks"] == full["tasks"]
+
+
+def test_last_checkpoint_is_rewritten_every_epoch(make_cfg):
+    """last.ckpt (what a killed run resumes from) follows training even when val/score stops improving."""
+    from pathlib import Path
+
+    cfg = make_cfg("trainer.max_epochs=4", "model.optimizer.lr=0.0")  # lr 0: the score never improves
+    train(cfg)
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    last = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 3 and last["global_step"] == 4 * 20
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]

@@ -9,7 +9,7 @@ from peftlab.train import train
 from pruning_helpers import Crash, checkpoint_masks, one_thread  # noqa: F401
 
 BASE = [
-    "callbacks=model_checkpoint", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    "callbacks=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
     "strategy=prune_share", "trainer.max_epochs=4", "strategy.pruning.start_step=10", "strategy.pruning.end_step=70",
     "strategy.pruning.every_n_steps=10",
 ]

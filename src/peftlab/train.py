@@ -62,18 +62,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _checkpoint_to_test(trainer: L.Trainer) -> str | None:
-    """The best checkpoint by the monitored metric, else the last one (None if nothing was saved)."""
-    ckpt = trainer.checkpoint_callback
-    if isinstance(ckpt, ModelCheckpoint):
-        return ckpt.best_model_path or ckpt.last_model_path or None
-    return None
+    """The best checkpoint by a monitored metric, else the most recent one (None if nothing was saved)."""
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    best = [c.best_model_path for c in callbacks if c.monitor and c.best_model_path]
+    recent = [c.best_model_path or c.last_model_path for c in callbacks if not c.monitor]
+    return next((p for p in best + recent + [c.last_model_path for c in callbacks] if p), None)
 
 
 def _optimized_metric(cfg: DictConfig, trainer: L.Trainer) -> dict[str, Any]:
     """The value sweepers optimise: the best checkpoint's score if it is the monitored metric."""
     name = cfg.get("optimized_metric")
-    ckpt = trainer.checkpoint_callback
-    if isinstance(ckpt, ModelCheckpoint) and ckpt.monitor == name and ckpt.best_model_score is not None:
+    ckpt = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor == name), None)
+    if ckpt is not None and ckpt.best_model_score is not None:
         value = float(ckpt.best_model_score)
     else:
         value = trainer.callback_metrics.get(name)

@@ -164,6 +164,9 @@ class MultiTaskDataModule(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         self.setup()
         rank, world = self._rank_world()
+        smallest = min(len(g) for g in self._task_rows[split])
+        if smallest < world:  # a rank without batches would leave the others waiting under DDP
+            raise ConfigError(f"data.{split}_fraction", f"the {split} split has a task with {smallest} sample(s), fewer than the {world} processes; raise data.{split}_fraction")
         return self._loader(split, SequentialBatches(self._task_rows[split], self.eval_batch_size, rank, world))
 
     def val_dataloader(self) -> DataLoader:

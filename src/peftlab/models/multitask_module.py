@@ -188,6 +188,7 @@ class MultiTaskModule(L.LightningModule):
         features = self.body(x)
         losses = self.task_losses(self.heads(features), batch)
         if self._skip_bad_losses(losses):
+            self.optimizers().zero_grad(set_to_none=True)  # drop the whole accumulation window
             return None
         names = list(losses)
         gradient_method = self.weighting.needs_task_gradients

@@ -3,6 +3,8 @@ masks as buffers, checkpoints its own state, and reports sparsity."""
 
 from __future__ import annotations
 
+import math
+
 import types
 from pathlib import Path
 from typing import Any, Sequence
@@ -67,6 +69,8 @@ class PruningCallback(L.Callback):
         self.selection = dict(scope=scope, module_types=list(module_types), include=include, exclude=exclude, parameters=list(parameters))
         if rewind_step is not None and (not isinstance(rewind_step, int) or rewind_step < 0):
             raise ConfigError(f"{KEY}.rewind_step", f"must be null or an integer >= 0; got {rewind_step}")
+        if rewind_step is not None and rewind_step > self.schedule.end_step:
+            raise ConfigError(f"{KEY}.rewind_step", f"must be <= end_step ({self.schedule.end_step}): weights are rewound once pruning ends; got {rewind_step}")
         self.rewind_step = rewind_step
         self.best_at_final_sparsity = best_at_final_sparsity
         # state (checkpointed)
@@ -159,9 +163,18 @@ class PruningCallback(L.Callback):
     # ------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Convert epoch bounds to steps, check the schedule fits the run, apply the (restored) masks."""
+        # schedules count optimizer steps: with gradient accumulation (Lightning's, or the one the
+        # per-task-gradient path takes over as trainer._peftlab_accumulate) an epoch has fewer
+        accumulate = int(getattr(trainer, "_peftlab_accumulate", 0) or trainer.accumulate_grad_batches)
+        steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accumulate))
         if self.start_epoch is not None or self.end_epoch is not None:
-            self.schedule.with_steps_per_epoch(max(1, int(trainer.num_training_batches)), self.start_epoch, self.end_epoch)
+            self.schedule.with_steps_per_epoch(steps_per_epoch, self.start_epoch, self.end_epoch)
         total = trainer.estimated_stepping_batches
+        if getattr(trainer, "_peftlab_accumulate", 1) > 1 and trainer.max_epochs and trainer.max_epochs > 0:
+            by_epochs = steps_per_epoch * trainer.max_epochs
+            total = min(by_epochs, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else by_epochs
+        if self.rewind_step == 0 and self.rewind_weights is None and trainer.global_step == 0:
+            self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
         if total != float("inf") and self.schedule.end_step > total:
             raise ConfigError(f"{KEY}.end_step", f"must be <= the run's {int(total)} optimizer steps (trainer.max_epochs × batches per epoch); got {self.schedule.end_step}")
         apply_masks(self.masked)
