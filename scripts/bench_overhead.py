@@ -19,19 +19,7 @@ import lightning as L
 import torch
 
 from peftlab.builders import build_datamodule, build_model
-from peftlab.cli import CONFIG_DIR
-
-
-def compose(overrides: list[str]):
-    """The training config for ``overrides`` (no Hydra run dir needed)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "/tmp/peftlab-bench"
-    return cfg
+from peftlab.utils.compose import compose_train_config
 
 
 class EpochTimer(L.Callback):
@@ -69,7 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = compose(["strategy/weighting=equal", "strategy/clipping=norm", "model.backbone.dropout=0.0", "model.scheduler=null"])
+    cfg = compose_train_config(["strategy/weighting=equal", "strategy/clipping=norm", "model.backbone.dropout=0.0", "model.scheduler=null"], output_dir="/tmp/peftlab-bench/run")
     dm = build_datamodule(cfg)
     raw_model = build_model(cfg, dm)
     raw_opt = torch.optim.AdamW(raw_model.parameters(), lr=2e-3, weight_decay=1e-4)

@@ -34,6 +34,7 @@ from torch import nn  # noqa: E402
 from peftlab.pruning import PruningCallback  # noqa: E402
 from peftlab.pruning.criteria import Heads, Magnitude, Neurons  # noqa: E402
 from peftlab.pruning.export import compact  # noqa: E402
+from peftlab.utils.compose import compose_train_config  # noqa: E402
 
 
 def interleaved(fns: dict, repeats: int, inner: int = 1) -> dict[str, float]:
@@ -54,27 +55,9 @@ def interleaved(fns: dict, repeats: int, inner: int = 1) -> dict[str, float]:
 def digits_model(seed: int = 0):
     from peftlab.builders import build_datamodule, build_model
 
-    cfg = compose(["trainer.max_epochs=1", f"seed={seed}"])
+    cfg = compose_train_config(["trainer.max_epochs=1", f"seed={seed}"])
     dm = build_datamodule(cfg)
     return build_model(cfg, dm).eval(), dm
-
-
-def compose(overrides):
-    """The train config `python train.py <overrides>` would get (hydra runtime set, as train.py has it)."""
-    from hydra import compose as hcompose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from peftlab.cli import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hcompose(config_name="train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def shrunk(model, holder, sparsity, criteria):
@@ -239,7 +222,7 @@ def bench_accuracy() -> list[dict]:
         accs, sparsities = [], []
         for seed in (1, 2, 3):
             with tempfile.TemporaryDirectory() as d:
-                cfg = compose([*ov, f"seed={seed}", "callbacks=model_checkpoint", "logger=csv", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"])
+                cfg = compose_train_config([*ov, f"seed={seed}", "callbacks=model_checkpoint", "logger=csv", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"])
                 with open_dict(cfg):
                     cfg.paths.output_dir = d
                     cfg.paths.log_dir = d

@@ -37,10 +37,10 @@ import torch
 from torch import nn
 
 from peftlab.builders import build_datamodule, build_model
-from peftlab.cli import CONFIG_DIR
 from peftlab.models import MultiTaskModule
 from peftlab.tasks import TaskSpec
 from peftlab.utils.step_timer import StepTimer
+from peftlab.utils.compose import compose_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "gradnorm:representation", "pcgrad", "pcgrad:representation", "cagrad", "mgda", "mgda:representation", "imtl", "imtl:representation"]
@@ -52,17 +52,6 @@ LIBMTL = {
     "cagrad": ("3.74", "3.79", "5.5 GB"), "mgda": ("3.75", "4.90", "6.4 GB"), "imtl": ("2.73", "7.45", "8.9 GB"),
     "mgda:representation": ("2.94", "1.00", "3.1 GB"), "imtl:representation": ("1.74", "0.99", "3.1 GB"), "equal": ("1.00", "1.00", "2.9 GB"),
 }
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "/tmp/peftlab-bench"
-    return cfg
 
 
 def method_overrides(method: str) -> list[str]:
@@ -129,7 +118,7 @@ def bert_models(methods: list[str]) -> tuple[dict[str, MultiTaskModule], object]
     shared = BertBackbone()  # one encoder for all methods: 15 copies + optimizer state would not fit in RAM
     models = {}
     for m in methods:
-        cfg = compose(method_overrides(m))
+        cfg = compose_train_config(method_overrides(m), output_dir="/tmp/peftlab-bench/run")
         torch.manual_seed(0)
         models[m] = MultiTaskModule(
             backbone=lambda input_shape: shared, tasks=tasks, input_shape=(128,),
@@ -145,7 +134,7 @@ def bert_models(methods: list[str]) -> tuple[dict[str, MultiTaskModule], object]
 def digits_models(methods: list[str]):
     models, dm = {}, None
     for m in methods:
-        cfg = compose(method_overrides(m))
+        cfg = compose_train_config(method_overrides(m), output_dir="/tmp/peftlab-bench/run")
         dm = dm or build_datamodule(cfg)
         L.seed_everything(0, verbose=False)
         models[m] = build_model(cfg, dm)

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from peftlab.cli import CONFIG_DIR  # also registers the resolvers
+import peftlab.cli  # noqa: F401  (registers the config resolvers)
+from peftlab.utils.compose import compose_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,15 +22,7 @@ FAST = ["callbacks=none", "trainer.max_epochs=2", "trainer.enable_progress_bar=f
 
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose a config as `python train.py <overrides>` would, with its run dir set to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir.parent)
-        del cfg["hydra"]  # the recipes never read it; keeps metrics.json's config small
-    return cfg
+    return compose_train_config(overrides, output_dir, config_name)
 
 
 @pytest.fixture
