@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import re
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from peftlab.pruning import PruningCallback  # noqa: E402
 from peftlab.pruning.criteria import Heads, Magnitude, Neurons  # noqa: E402
 from peftlab.pruning.export import compact  # noqa: E402
 from peftlab.utils.compose import compose_train_config  # noqa: E402
+from peftlab.reporting.benchmark_doc import write_benchmark_section  # noqa: E402
 
 
 def interleaved(fns: dict, repeats: int, inner: int = 1) -> dict[str, float]:
@@ -281,12 +281,6 @@ def markdown(structured, csr, overhead, accuracy, quick: bool, seconds: float) -
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    doc = path.read_text()
-    new = re.sub(r"<!-- BEGIN pruning -->.*?<!-- END pruning -->", lambda _: f"<!-- BEGIN pruning -->\n{text}\n<!-- END pruning -->", doc, flags=re.S)
-    path.write_text(new)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and 2 BERT layers (about a minute)")
@@ -305,7 +299,7 @@ def main() -> None:
     text = markdown(structured, csr, overhead, accuracy, args.quick, time.perf_counter() - start)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_benchmark_section("pruning", text, ROOT / "docs" / "benchmarks.md")
 
 
 if __name__ == "__main__":

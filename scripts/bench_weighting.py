@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import re
 import statistics
 import sys
 import threading
@@ -41,6 +40,7 @@ from peftlab.models import MultiTaskModule
 from peftlab.tasks import TaskSpec
 from peftlab.utils.step_timer import StepTimer
 from peftlab.utils.compose import compose_train_config
+from peftlab.reporting.benchmark_doc import write_benchmark_section
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "gradnorm:representation", "pcgrad", "pcgrad:representation", "cagrad", "mgda", "mgda:representation", "imtl", "imtl:representation"]
@@ -191,13 +191,6 @@ def table(digits: dict, bert: dict | None) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    """Replace only the text between the weighting markers."""
-    doc = path.read_text()
-    new = re.sub(r"<!-- BEGIN weighting -->.*?<!-- END weighting -->", lambda _: f"<!-- BEGIN weighting -->\n{text}\n<!-- END weighting -->", doc, flags=re.S)
-    path.write_text(new)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; name or name:representation")
@@ -247,7 +240,7 @@ How to read it:
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_benchmark_section("weighting", text, ROOT / "docs" / "benchmarks.md")
 
 
 if __name__ == "__main__":
