@@ -127,3 +127,11 @@ def test_last_checkpoint_is_rewritten_every_epoch(make_cfg):
     last = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
     assert last["epoch"] == 3 and last["global_step"] == 4 * 20
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize("debug", ["overfit", "fast_dev_run", "limit_batches"])
+def test_debug_options_run(make_cfg, debug):
+    """Each debug option trains to the end (overfit_batches keeps peftlab's batch format)."""
+    metrics = train(make_cfg(f"debug={debug}", "trainer.max_epochs=2"))
+    assert metrics["status"] == "completed"
+    assert set(metrics["tasks"]) == {"digit", "parity", "high"}

@@ -14,7 +14,7 @@ import math
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, SequentialSampler
 
 
 class MultiTaskTensors(Dataset):
@@ -125,15 +125,18 @@ class MixedTaskBatches(_EpochSampler):
             yield _rank_slice(torch.cat(chunk), self.rank, self.world_size)
 
 
-class SequentialBatches(Sampler):
-    """Evaluation: each group of indices is split into contiguous, unpadded per-rank shards.
+class SequentialBatches(SequentialSampler):
+    """Evaluation (and overfitting): groups of indices split into contiguous, unpadded per-rank shards.
 
     Groups are evaluated one after another, so a group (one task's data in mixed mode) never
     shares a batch with another. Ranks may run different numbers of batches; metrics are
     synchronised once per epoch by torchmetrics, so nothing waits on a missing step.
+    It is a ``SequentialSampler`` so that Lightning's ``overfit_batches`` keeps it instead of
+    swapping in a per-sample sampler that would break the batch format.
     """
 
     def __init__(self, groups: Sequence[torch.Tensor], batch_size: int, rank: int = 0, world_size: int = 1):
+        super().__init__(groups)
         self.batches: list[list[int]] = []
         for group in groups:
             shard = torch.tensor_split(torch.as_tensor(group, dtype=torch.long), world_size)[rank]

@@ -153,7 +153,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         """Shuffled joint batches, or single-task batches drawn by ``sampling`` in mixed mode."""
         self.setup()
         rank, world = self._rank_world()
-        if self.mode == "joint":
+        if getattr(getattr(self, "trainer", None), "overfit_batches", 0):  # debug=overfit: the same batches every epoch
+            sampler = SequentialBatches(self._task_rows["train"], self.batch_size, rank, world)
+        elif self.mode == "joint":
             sampler = ShuffledBatches(len(self.splits["train"]), self.batch_size, self.seed, rank, world)
         else:
             groups = self._task_rows["train"]
