@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_datamodule, build_model, build_strategy_callbacks, build_trainer
 from peftlab.errors import ConfigError
-from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.run_reports import prunable_from_callbacks
 from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
 
@@ -47,11 +46,5 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "alpha": model.weighting.alpha(),
         "config": OmegaConf.to_container(train_cfg),
     }
-    _report(run_dir, metrics, sharing_comparison(model))
+    report_run(run_dir, metrics, sharing_comparison(model))
     return metrics
-
-
-@rank_zero_only
-def _report(run_dir: Path, metrics: dict[str, Any], sharing: dict[str, int]) -> None:
-    write_metrics(run_dir, metrics)
-    print_summary(metrics, sharing)

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
-from peftlab.reporting import count_parameters, print_summary, sharing_comparison, write_metrics
+from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.alpha_trajectory import AlphaTrajectory
 from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "config": resolved,
     }
     metrics.update(reports_from_callbacks(callbacks, model, run_dir))
-    _report(run_dir, metrics, sharing_comparison(model))
+    report_run(run_dir, metrics, sharing_comparison(model))
     _finish_loggers(trainer)
     return metrics
 
@@ -79,12 +79,6 @@ def _optimized_metric(cfg: DictConfig, trainer: L.Trainer) -> dict[str, Any]:
         value = trainer.callback_metrics.get(name)
         value = float(value) if value is not None else None
     return {"name": name, "value": value}
-
-
-@rank_zero_only
-def _report(run_dir: Path, metrics: dict[str, Any], sharing: dict[str, int]) -> None:
-    write_metrics(run_dir, metrics)
-    print_summary(metrics, sharing)
 
 
 def _finish_loggers(trainer: L.Trainer) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
+
+from peftlab.reporting.metrics_file import write_metrics
 
 
 def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> Table:
@@ -48,3 +51,10 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
 def print_summary(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> None:
     """Print :func:`summary_table` to the terminal."""
     Console().print(summary_table(metrics, sharing))
+
+
+@rank_zero_only
+def report_run(run_dir, metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> None:
+    """On rank zero: write ``<run_dir>/metrics.json`` and print the summary table."""
+    write_metrics(run_dir, metrics)
+    print_summary(metrics, sharing)
