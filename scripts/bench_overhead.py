@@ -41,7 +41,7 @@ def raw_epoch(model, loader, optimizer) -> float:
     model.train()
     start, steps = time.perf_counter(), 0
     for batch in loader:
-        losses = model.task_losses(model(batch["x"]), batch)
+        losses = model.task_losses(model(batch["inputs"]), batch)
         loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -75,7 +75,7 @@ def bench_structured(quick: bool) -> list[dict]:
     rows = []
     levels = (0.25, 0.5, 0.75)
     model, dm = digits_model()
-    x = next(iter(dm.test_dataloader()))["x"][:256]
+    x = next(iter(dm.test_dataloader()))["inputs"][:256]
     models = {0.0: model} | {s: shrunk(model, None, s, [(Neurons(), {})]) for s in levels}
     with torch.no_grad():
         t = interleaved({s: (lambda m=m: m(x)) for s, m in models.items()}, repeats=30 if quick else 200, inner=5)

@@ -126,7 +126,7 @@ def bert_models(methods: list[str]) -> tuple[dict[str, MultiTaskModule], object]
             optimizer=lambda params: torch.optim.SGD(params, lr=1e-5),  # stateless: the shared encoder needs no per-method state
         )
     gen = torch.Generator().manual_seed(0)
-    batches = [{"x": torch.randint(0, 30522, (8, 128), generator=gen), "y": torch.randint(0, 2, (8, 3), generator=gen).float(), "task_mask": torch.ones(8, 3, dtype=torch.bool)} for _ in range(4)]
+    batches = [{"inputs": torch.randint(0, 30522, (8, 128), generator=gen), "y": torch.randint(0, 2, (8, 3), generator=gen).float(), "task_mask": torch.ones(8, 3, dtype=torch.bool)} for _ in range(4)]
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     return models, loader
 

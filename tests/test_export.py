@@ -29,7 +29,7 @@ def test_export_is_equivalent_and_smaller(make_cfg, tmp_path, pruning, sparsity)
     assert res.returncode == 0, res.stderr
     masked, _, dm = load_masked_model(ckpt)
     exported = load_exported(str(out))
-    x = next(iter(dm.test_dataloader()))["x"]
+    x = next(iter(dm.test_dataloader()))["inputs"]
     with torch.no_grad():
         a, b = masked(x), exported(x)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5

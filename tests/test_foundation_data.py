@@ -47,7 +47,7 @@ def test_joint_split_is_seeded_stratified_and_disjoint():
 def test_joint_batches_carry_every_task():
     dm = MultiTaskDataModule(DigitsSource(), TASKS, batch_size=32)
     batch = next(iter(dm.train_dataloader()))
-    assert tuple(batch["x"].shape) == (32, 64)
+    assert tuple(batch["inputs"].shape) == (32, 64)
     assert tuple(batch["y"].shape) == (32, 3) and bool(batch["task_mask"].all())
 
 
@@ -126,5 +126,5 @@ def test_local_file_source_reads_csv_and_jsonl(tmp_path, suffix):
     assert dm.input_shape == (2,)
     batch = next(iter(dm.train_dataloader()))
     assert tuple(batch["y"].shape) == (8, 2)
-    x, y = batch["x"], batch["y"]
+    x, y = batch["inputs"], batch["y"]
     assert torch.allclose(y[:, 1], x[:, 0] * 2.0)

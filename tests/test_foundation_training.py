@@ -62,7 +62,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
     dm = build_datamodule(cfg)
     model = build_model(cfg, dm)
     batch = dm.splits["train"][list(range(32))]
-    out = model(batch["x"])
+    out = model(batch["inputs"])
     by_hand = sum(
         a * torch.nn.functional.cross_entropy(out[name], batch["y"][:, t].long())
         for t, (a, name) in enumerate(zip(alpha, ["digit", "parity", "high"]))
@@ -72,7 +72,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
     # and the gradient follows α: zeroing a task's weight removes its gradient from its head
     cfg0 = make_cfg("strategy.weighting.alpha={digit: 1.0, parity: 0.0, high: 2.0}")
     model0 = build_model(cfg0, dm)
-    model0.weighting(model0.task_losses(model0(batch["x"]), batch)).backward()
+    model0.weighting(model0.task_losses(model0(batch["inputs"]), batch)).backward()
     assert float(model0.heads.heads["parity"].weight.grad.abs().sum()) == 0.0
     assert float(model0.heads.heads["high"].weight.grad.abs().sum()) > 0.0
     assert model0.weighting.alpha() == {"digit": 1.0, "parity": 0.0, "high": 2.0}

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler, SequentialSampler
 class MultiTaskTensors(Dataset):
     """Inputs with one target column and one "is labelled" flag per task.
 
-    ``dataset[indices]`` returns a whole batch: ``{"x": [B, ...], "y": [B, T] float,
+    ``dataset[indices]`` returns a whole batch: ``{"inputs": [B, ...], "y": [B, T] float,
     "task_mask": [B, T] bool}``; ``task_mask[b, t]`` says whether sample ``b`` carries a label
     for task ``t`` (all true for joint data, one true per row for mixed data).
     """
@@ -33,7 +33,7 @@ class MultiTaskTensors(Dataset):
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"x": self.x[idx], "y": self.y[idx], "task_mask": self.task_mask[idx]}
+        return {"inputs": self.x[idx], "y": self.y[idx], "task_mask": self.task_mask[idx]}
 
 
 def _rank_slice(global_batch: torch.Tensor, rank: int, world_size: int) -> list[int]:

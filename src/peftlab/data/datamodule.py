@@ -27,7 +27,7 @@ class MultiTaskDataModule(L.LightningDataModule):
       ``sampling`` = ``proportional`` (p ∝ n_t), ``uniform`` or ``temperature``
       (p ∝ n_t^(1/temperature)).
 
-    Batches are ``{"x", "y": [B, T], "task_mask": [B, T]}`` (see :class:`MultiTaskTensors`).
+    Batches are ``{"inputs", "y": [B, T], "task_mask": [B, T]}`` (see :class:`MultiTaskTensors`).
 
     Args:
         source: an object with ``load() -> LabelledTable`` (and optionally ``stratify_label``).

@@ -21,6 +21,7 @@ from torch import nn
 
 from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
 from peftlab.clipping.guard import NonFiniteGuard
+from peftlab.batch import Inputs, call_with_inputs, inputs_size
 from peftlab.tasks import TaskSpec
 from peftlab.models.heads import TaskHeads
 from peftlab.models.task_metrics import TaskMetrics
@@ -82,9 +83,9 @@ class MultiTaskModule(L.LightningModule):
         self.last_test_metrics: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ model
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outputs of every task's head: ``{task: [B, out_dim]}``."""
-        return self.heads(self.body(x))
+    def forward(self, inputs: Inputs) -> dict[str, torch.Tensor]:
+        """Outputs of every task's head: ``{task: [B, out_dim]}`` (``inputs``: a tensor or a dict of tensors)."""
+        return self.heads(call_with_inputs(self.body, inputs))
 
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean loss of each task over its labelled rows; tasks absent from the batch are left out."""
@@ -130,7 +131,7 @@ class MultiTaskModule(L.LightningModule):
         """
         if self.per_task_path:
             return self._manual_step(batch, batch_idx)
-        features = self.body(batch["x"])
+        features = call_with_inputs(self.body, batch["inputs"])
         losses = self.task_losses(self.heads(features), batch)
         if self._skip_bad_losses(losses):
             return None
@@ -138,7 +139,7 @@ class MultiTaskModule(L.LightningModule):
             loss = self.weighting.combine(losses, shared=self._shared_for_weighting(features))
         else:
             loss = self.weighting(losses)
-        self._log_losses(loss, losses, len(batch["x"]))
+        self._log_losses(loss, losses, inputs_size(batch["inputs"]))
         return loss
 
     def _skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
@@ -184,8 +185,8 @@ class MultiTaskModule(L.LightningModule):
         5. at the end of an accumulation window, ``optimizer.step()`` (Lightning unscales 16-mixed
            gradients and calls :meth:`on_before_optimizer_step`, where clipping and the guard run).
         """
-        x = batch["x"]
-        features = self.body(x)
+        features = call_with_inputs(self.body, batch["inputs"])
+        device = batch["y"].device
         losses = self.task_losses(self.heads(features), batch)
         if self._skip_bad_losses(losses):
             self.optimizers().zero_grad(set_to_none=True)  # drop the whole accumulation window
@@ -203,7 +204,7 @@ class MultiTaskModule(L.LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         # 16-mixed: scale the task losses like scaler.scale(loss) would (this also initialises the
         # scaler's lazily created scale); Lightning unscales the combined gradient before clipping
-        scale = float(scaler.scale(torch.ones((), device=x.device))) if scaler is not None else 1.0
+        scale = float(scaler.scale(torch.ones((), device=device))) if scaler is not None else 1.0
         shared = self.body.shared_parameters()
         shared_ids = {id(p) for p in shared} | {id(p) for p in wparams}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in shared_ids]
@@ -211,7 +212,7 @@ class MultiTaskModule(L.LightningModule):
         targets = ([rep] if rep is not None else shared) + rest
         n_shared = rep.numel() if rep is not None else sum(p.numel() for p in shared)
         sizes = [t.numel() for t in targets]
-        rows = torch.zeros(len(names), sum(sizes), device=x.device)
+        rows = torch.zeros(len(names), sum(sizes), device=device)
         for k, name in enumerate(names):
             grads = torch.autograd.grad(losses[name] * scale, targets, retain_graph=True, allow_unused=True)
             offset = 0
@@ -258,12 +259,12 @@ class MultiTaskModule(L.LightningModule):
             flat_w = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() * scale for g, p in zip(wgrads, wparams)])
             all_reduce_mean(flat_w)
         else:
-            flat_w = torch.zeros(0, device=x.device)
+            flat_w = torch.zeros(0, device=device)
         factor = 1.0 / self.accumulate
         for params, flat in ((shared, d_shared), (rest, d_rest), (wparams, flat_w)):
             self._add_grads(params, flat, factor)
 
-        self._log_losses(objective, losses, len(x))
+        self._log_losses(objective, losses, inputs_size(batch["inputs"]))
         if (batch_idx + 1) % self.accumulate == 0 or self.trainer.is_last_batch:
             opt = self.optimizers()
             opt.step()
@@ -358,7 +359,7 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:
-        outputs = self(batch["x"])
+        outputs = self(batch["inputs"])
         mask, y = batch["task_mask"], batch["y"]
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]

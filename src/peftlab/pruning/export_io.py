@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
 from peftlab.pruning.export import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 
@@ -31,7 +32,7 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
 
 def _sample_inputs(datamodule, n: int = 256) -> torch.Tensor:
     batch = next(iter(datamodule.test_dataloader()))
-    return batch["x"][:n]
+    return slice_inputs(batch["inputs"], slice(0, n))
 
 
 def _nbytes(obj: Any) -> int:

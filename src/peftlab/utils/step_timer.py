@@ -7,6 +7,8 @@ import time
 
 import lightning as L
 
+from peftlab.batch import inputs_size
+
 
 class StepTimer(L.Callback):
     """Records the wall time of each training batch and the samples it held."""
@@ -23,7 +25,7 @@ class StepTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Stop the clock and count samples (across all ranks)."""
         self.step_ms.append((time.perf_counter() - self._start) * 1000.0)
-        self.samples += len(batch["x"]) * trainer.world_size
+        self.samples += inputs_size(batch["inputs"]) * trainer.world_size
 
     def summary(self, fit_s: float) -> dict[str, float]:
         """``{fit_s, train_step_ms_median, samples_per_s}``; throughput counts training steps only."""
