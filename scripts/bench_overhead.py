@@ -59,10 +59,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = compose_train_config(["strategy/weighting=equal", "strategy/clipping=norm", "model.backbone.dropout=0.0", "model.scheduler=null"], output_dir="/tmp/peftlab-bench/run")
     dm = build_datamodule(cfg)
-    raw_model = build_model(cfg, dm)
+    raw_model = build_model(cfg)
     raw_opt = torch.optim.AdamW(raw_model.parameters(), lr=2e-3, weight_decay=1e-4)
     loader = dm.train_dataloader()
-    pl_model = build_model(cfg, dm)
+    pl_model = build_model(cfg)
     timer = EpochTimer()
     raw_ms: list[float] = []
     block = 5

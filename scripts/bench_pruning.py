@@ -57,7 +57,7 @@ def digits_model(seed: int = 0):
 
     cfg = compose_train_config(["trainer.max_epochs=1", f"seed={seed}"])
     dm = build_datamodule(cfg)
-    return build_model(cfg, dm).eval(), dm
+    return build_model(cfg).eval(), dm
 
 
 def shrunk(model, holder, sparsity, criteria):

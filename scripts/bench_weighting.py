@@ -121,7 +121,7 @@ def bert_models(methods: list[str]) -> tuple[dict[str, MultiTaskModule], object]
         cfg = compose_train_config(method_overrides(m), output_dir="/tmp/peftlab-bench/run")
         torch.manual_seed(0)
         models[m] = MultiTaskModule(
-            backbone=lambda input_shape: shared, tasks=tasks, input_shape=(128,),
+            backbone=lambda: shared, tasks=tasks,
             weighting=instantiate(cfg.strategy.weighting), clipping=instantiate(cfg.strategy.clipping),
             optimizer=lambda params: torch.optim.SGD(params, lr=1e-5),  # stateless: the shared encoder needs no per-method state
         )
@@ -137,7 +137,7 @@ def digits_models(methods: list[str]):
         cfg = compose_train_config(method_overrides(m), output_dir="/tmp/peftlab-bench/run")
         dm = dm or build_datamodule(cfg)
         L.seed_everything(0, verbose=False)
-        models[m] = build_model(cfg, dm)
+        models[m] = build_model(cfg)
     return models, dm
 
 

@@ -116,7 +116,7 @@ def first_norms(cfg, plugins=(), steps=3):
 
     L.seed_everything(0, verbose=False)
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg)
     seen = []
     original = model._before_optimizer_step
 

@@ -51,11 +51,11 @@ def fit(method: str, devices: int, extra: list[str], out: Path) -> dict[str, tor
     cfg = compose_config(overrides, out)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_epochs=3, limit_train_batches=2,
         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        use_distributed_sampler=False, precision=cfg.trainer.precision, accumulate_grad_batches=cfg.trainer.get("accumulate_grad_batches", 1),
+        use_distributed_sampler=False, precision=cfg.trainer.precision, accumulate_grad_batches=cfg.trainer.get("accumulate_grad_batches", 1) if model.automatic_optimization else 1,
     )
     trainer.fit(model, datamodule=datamodule)
     return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and v.dtype.is_floating_point}

@@ -26,11 +26,15 @@ def test_groups_have_the_documented_options():
     assert {"hard", "separate"} <= set(options("strategy/sharing"))
 
 
+# recipes written for transformers name transformer modules: point them at the MLP's linear layers
+ON_THE_MLP = {"lora_share": ["strategy.sharing.adapter.target_modules=[net.1,net.4]"]}
+
+
 @pytest.mark.parametrize("strategy", options("strategy"))
 def test_each_strategy_builds_a_model(make_cfg, strategy):
-    cfg = make_cfg(f"strategy={strategy}")
+    cfg = make_cfg(f"strategy={strategy}", *ON_THE_MLP.get(strategy, []))
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg)
     out = model(dm.splits["train"].x[:4])
     assert {k: tuple(v.shape) for k, v in out.items()} == {"digit": (4, 10), "parity": (4, 2), "high": (4, 2)}
     build_strategy_callbacks(cfg)

@@ -60,7 +60,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
     alpha = [0.6, 0.3, 0.1]
     cfg = make_cfg("strategy.weighting.alpha=[0.6,0.3,0.1]")
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg)
     batch = dm.splits["train"][list(range(32))]
     out = model(batch["inputs"])
     by_hand = sum(
@@ -71,7 +71,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
     assert float(combined) == pytest.approx(float(by_hand), rel=1e-6)
     # and the gradient follows α: zeroing a task's weight removes its gradient from its head
     cfg0 = make_cfg("strategy.weighting.alpha={digit: 1.0, parity: 0.0, high: 2.0}")
-    model0 = build_model(cfg0, dm)
+    model0 = build_model(cfg0)
     model0.weighting(model0.task_losses(model0(batch["inputs"]), batch)).backward()
     assert float(model0.heads.heads["parity"].weight.grad.abs().sum()) == 0.0
     assert float(model0.heads.heads["high"].weight.grad.abs().sum()) > 0.0
@@ -80,7 +80,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
 
 def test_fixed_alpha_normalize_rescales_to_task_count(make_cfg):
     cfg = make_cfg("strategy.weighting.alpha=[2,1,1]", "strategy.weighting.normalize=true")
-    model = build_model(cfg, build_datamodule(cfg))
+    model = build_model(cfg)
     assert model.weighting.alpha() == pytest.approx({"digit": 1.5, "parity": 0.75, "high": 0.75})
 
 

@@ -34,7 +34,7 @@ def poison_losses(monkeypatch, task: str, bad_calls: set[int] | None):
 def fit_steps(cfg, steps: int):
     L.seed_everything(0, verbose=False)
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
     return model, before, trainer, dm

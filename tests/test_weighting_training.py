@@ -58,11 +58,13 @@ def test_bf16_mixed_on_cpu(make_cfg, method):
     assert all(math.isfinite(a) for a in metrics["alpha"].values())
 
 
-def fit(cfg, max_epochs: int, limit_batches: int, accumulate: int = 1):
-    """A short fit (SGD, no dropout, no validation); the model and its trainer."""
+def fit(cfg, max_epochs: int, limit_batches: int):
+    """A short fit (SGD, no dropout, no validation); the model and its trainer (accumulating as
+    ``trainer.accumulate_grad_batches`` says: Lightning's on the automatic path, the model's own on the per-task path)."""
     L.seed_everything(0, verbose=False)
     dm = build_datamodule(cfg)
-    model = build_model(cfg, dm)
+    model = build_model(cfg)
+    accumulate = cfg.trainer.get("accumulate_grad_batches", 1) if model.automatic_optimization else 1
     trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, limit_train_batches=limit_batches, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, accumulate_grad_batches=accumulate)
     trainer.fit(model, datamodule=dm)
     return model, trainer
@@ -77,7 +79,7 @@ def test_accumulating_two_half_batches_equals_one_full_batch(make_cfg, method, e
     optimisation (equal, rlw: one draw per optimizer step) and the manual per-task path."""
     common = [f"strategy/weighting={method}", *SGD, *extra]
     full, t_full = fit(make_cfg(*common, "data.batch_size=64"), max_epochs=2, limit_batches=3)
-    half, t_half = fit(make_cfg(*common, "data.batch_size=32"), max_epochs=2, limit_batches=6, accumulate=2)
+    half, t_half = fit(make_cfg(*common, "data.batch_size=32", "++trainer.accumulate_grad_batches=2"), max_epochs=2, limit_batches=6)
     assert t_full.global_step == t_half.global_step == 6
     for (name, a), b in zip(full.state_dict().items(), half.state_dict().values()):
         if isinstance(a, torch.Tensor) and a.is_floating_point():

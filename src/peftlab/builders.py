@@ -16,23 +16,43 @@ from peftlab.errors import ConfigError
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The datamodule of ``cfg.data``, already set up (data loaded and split)."""
-    datamodule = instantiate(cfg.data, _recursive_=True)
+    """The datamodule of ``cfg.data``, already set up (data loaded and split).
+
+    ``data.input_shape`` (what the model is built from) is checked against the loaded data.
+    """
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    declared = data_cfg.pop("input_shape", None)
+    datamodule = instantiate(OmegaConf.create(data_cfg), _recursive_=True)
     datamodule.setup()
+    actual = getattr(datamodule, "input_shape", None)
+    if declared is not None and actual is not None and tuple(declared) != tuple(actual):
+        raise ConfigError("data.input_shape", f"is {list(declared)} but the data's samples have shape {list(actual)}; set data.input_shape={list(actual)}")
     return datamodule
 
 
-def build_model(cfg: DictConfig, datamodule) -> L.LightningModule:
-    """The model of ``cfg.model`` with the sharing, weighting and clipping of ``cfg.strategy``."""
+# Keys of ``cfg.model`` that are settings other keys interpolate (``model.name_or_path`` feeds the
+# backbone and the data's tokenizer) or that act on the strategy, not constructor arguments.
+MODEL_SETTINGS = ("name_or_path", "pooling", "trust_remote_code", "gradient_checkpointing", "dtype", "weighting_mode")
+
+
+def build_model(cfg: DictConfig) -> L.LightningModule:
+    """The model of ``cfg.model`` (tasks from ``${data.tasks}``) with the sharing, weighting and clipping of ``cfg.strategy``.
+
+    Built from the config alone, never from a loaded datamodule. ``model.weighting_mode``, when
+    set (``model=hf`` sets ``representation``), replaces ``strategy.weighting.mode`` of the
+    methods that have one (gradient-based methods and GradNorm work on the pooled features).
+    """
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    settings = {key: model_cfg.pop(key) for key in MODEL_SETTINGS if key in model_cfg}
     strategy = cfg.strategy
+    mode = settings.get("weighting_mode")
+    weighting = instantiate(strategy.weighting, **({"mode": mode} if mode and "mode" in strategy.weighting else {}))
     return instantiate(
-        cfg.model,
-        tasks=datamodule.tasks,
-        input_shape=list(datamodule.input_shape),
+        OmegaConf.create(model_cfg),
         sharing=instantiate(strategy.sharing),
-        weighting=instantiate(strategy.weighting),
+        weighting=weighting,
         clipping=instantiate(strategy.clipping),
-        _convert_="object",  # hand the TaskSpec dataclasses over as they are
+        _convert_="object",  # plain dicts and lists for the task specs and the peft config
     )
 
 
@@ -69,8 +89,14 @@ def _wandb_netrc_login() -> bool:
     return os.path.isfile(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]) -> L.Trainer:
-    """The Lightning trainer of ``cfg.trainer``."""
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any], model: L.LightningModule | None = None) -> L.Trainer:
+    """The Lightning trainer of ``cfg.trainer`` (for ``model``, when given)."""
     if cfg.trainer.get("gradient_clip_val") is not None:
         raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm|value|agc|per_task>")
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    overrides: dict[str, Any] = {}
+    if model is not None and not model.automatic_optimization:
+        # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
+        # per-task-gradient step accumulates itself (model.accumulate_grad_batches, wired from the
+        # same trainer.accumulate_grad_batches key), so the Trainer is given 1 on that path.
+        overrides["accumulate_grad_batches"] = 1
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)

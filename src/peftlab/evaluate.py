@@ -33,7 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     train_cfg = load_training_config(cfg.ckpt_path)
     datamodule = build_datamodule(train_cfg)
-    model = build_model(train_cfg, datamodule)
+    model = build_model(train_cfg)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
     metrics = {

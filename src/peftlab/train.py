@@ -26,13 +26,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [
         timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint()
     ]
-    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg), model)
     for lg in trainer.loggers:
         lg.log_hyperparams(resolved)
 

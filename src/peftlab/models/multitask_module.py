@@ -1,78 +1,86 @@
 """MultiTaskModule: shared body → per-task heads → per-task losses → weighting → clipping.
 
-Two training paths, chosen from the weighting and clipping (``per_task_path``):
+The body comes from the sharing policy (``strategy/sharing``), which also says what trains.
+One step object runs each training step (:mod:`peftlab.models.steps`), chosen from the
+weighting and clipping:
 
-* loss-based weighting: Lightning's automatic optimisation (one backward of the combined loss);
-* gradient-based weighting or per-task clipping: manual optimisation with one gradient per task
-  (see :meth:`MultiTaskModule._manual_step`), gradient accumulation implemented here.
+* loss-based weighting: :class:`~peftlab.models.steps.AutomaticStep` (Lightning's automatic
+  optimisation, one backward of the combined loss);
+* gradient-based weighting or per-task clipping: :class:`~peftlab.models.steps.PerTaskGradientStep`
+  (manual optimisation, one gradient per task, its own gradient accumulation).
 
 Both paths run the non-finite guard and ``strategy/clipping`` right before the optimizer step,
 after mixed-precision unscaling, and log ``train/grad_norm`` / ``train/grad_norm_clipped``.
+Checkpoints of a pretrained backbone hold only what trains (see :mod:`peftlab.models.trainable_checkpoint`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from peftlab.batch import Inputs, call_with_inputs
 from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
 from peftlab.clipping.guard import NonFiniteGuard
-from peftlab.batch import Inputs, call_with_inputs, inputs_size
-from peftlab.tasks import TaskSpec
-from peftlab.models.heads import TaskHeads
-from peftlab.models.task_metrics import TaskMetrics
-from peftlab.pruning.reparam import restore_pruning_reparam
-from peftlab.sharing import HardSharing
 from peftlab.errors import ConfigError
+from peftlab.models.heads import TaskHeads
+from peftlab.models.steps import AutomaticStep, PerTaskGradientStep
+from peftlab.models.task_metrics import TaskMetrics
+from peftlab.models.trainable_checkpoint import drop_frozen_weights, restore_frozen_weights
+from peftlab.pruning.reparam import restore_pruning_reparam
+from peftlab.sharing import FullSharing
+from peftlab.tasks import TaskSpec, parse_task_specs
 from peftlab.weighting import EqualWeighting, Weighting
-from peftlab.weighting.base import all_reduce_mean, all_reduce_sum, world_size
 
 
 class MultiTaskModule(L.LightningModule):
     """A model that trains several tasks at once.
 
     Args:
-        backbone: factory ``backbone(input_shape=...) -> nn.Module`` with an ``out_dim``
-            attribute (a Hydra ``_partial_``); the sharing policy decides how many to build.
-        tasks: the task specs, in the datamodule's order.
-        input_shape: shape of one input sample.
-        sharing: an object with ``build(make_backbone, task_names) -> body``.
+        backbone: factory ``backbone() -> nn.Module`` with an ``out_dim`` attribute (a Hydra
+            ``_partial_``); the sharing policy decides how many to build.
+        tasks: the tasks, in the data's order: :class:`TaskSpec` objects or the config's
+            mappings (``${data.tasks}``).
+        sharing: the sharing policy (``strategy/sharing``): builds the body, says what trains.
         weighting: combines per-task losses (see :mod:`peftlab.weighting`).
         clipping: clips gradients before each optimizer step (see :mod:`peftlab.clipping`).
         optimizer: factory ``optimizer(params) -> torch.optim.Optimizer``.
         scheduler: optional factory ``scheduler(optimizer) -> LR scheduler`` (stepped per epoch).
+        accumulate_grad_batches: micro-batches per optimizer step on the per-task-gradient path
+            (wired to ``trainer.accumulate_grad_batches``; Lightning accumulates on the other path).
     """
 
     def __init__(
         self,
-        backbone: Callable[..., nn.Module],
-        tasks: Sequence[TaskSpec],
-        input_shape: Sequence[int],
+        backbone: Callable[[], nn.Module],
+        tasks: Sequence[TaskSpec | Mapping[str, Any]],
         sharing: Any = None,
         weighting: Weighting | None = None,
         clipping: Clipping | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        accumulate_grad_batches: int = 1,
     ):
         super().__init__()
-        self.tasks = list(tasks)
+        self.tasks = [t for t in tasks] if all(isinstance(t, TaskSpec) for t in tasks) else parse_task_specs(tasks)
         self.task_names = [t.name for t in self.tasks]
-        self.sharing = sharing or HardSharing()
-        self.body = self.sharing.build(lambda: backbone(input_shape=tuple(input_shape)), self.task_names)
+        self.sharing = sharing or FullSharing()
+        self.body = self.sharing.build(backbone, self.task_names)
         self.heads = TaskHeads(self.tasks, self.body.out_dim)
         self.weighting = weighting or EqualWeighting()
         self.weighting.setup(self.task_names)
         self.clipping = clipping or NoClipping()
-        # per-task gradients (gradient-based weighting or per-task clipping) → manual optimisation
-        self.per_task_path = bool(self.weighting.needs_task_gradients or self.clipping.per_task)
-        self.automatic_optimization = not self.per_task_path
+        if self.weighting.needs_task_gradients or self.clipping.per_task:
+            self.step = PerTaskGradientStep(accumulate_grad_batches)
+        else:
+            self.step = AutomaticStep()
+        self.automatic_optimization = self.step.automatic_optimization
         if self.clipping.per_task and getattr(self.weighting, "mode", "params") == "representation":
             raise ConfigError("strategy.clipping", "per_task clipping needs parameter gradients; use strategy.weighting.mode=params or another clipping (none, norm, value, agc)")
-        self.accumulate = 1  # micro-batches per optimizer step on the per-task path (see trainer setter)
         self.guard = NonFiniteGuard(self.clipping.max_bad_steps if hasattr(self.clipping, "max_bad_steps") else 5, self.task_names)
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
@@ -81,6 +89,15 @@ class MultiTaskModule(L.LightningModule):
         self.val_metrics = TaskMetrics(self.tasks)
         self.test_metrics = TaskMetrics(self.tasks)
         self.last_test_metrics: dict[str, dict[str, float]] = {}
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        """Micro-batches per optimizer step taken by the per-task-gradient step (1 on the automatic path)."""
+        return getattr(self.step, "accumulate_grad_batches", 1)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer trains: the body's share (decided by the sharing policy), the heads, learned α."""
+        return self.body.trainable_parameters() + list(self.heads.parameters()) + [p for p in self.weighting.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ model
     def forward(self, inputs: Inputs) -> dict[str, torch.Tensor]:
@@ -106,49 +123,19 @@ class MultiTaskModule(L.LightningModule):
         return losses
 
     # --------------------------------------------------------------- training
-    @property
-    def trainer(self):
-        """The attached trainer (see the setter for gradient accumulation on the per-task path)."""
-        return L.LightningModule.trainer.fget(self)
-
-    @trainer.setter
-    def trainer(self, trainer) -> None:
-        # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation, so the
-        # per-task-gradient path takes the value over and accumulates itself (_manual_step).
-        # A window that does not divide the epoch is stepped at the epoch's last batch.
-        if trainer is not None and getattr(self, "per_task_path", False) and hasattr(trainer, "accumulate_grad_batches"):
-            if not hasattr(trainer, "_peftlab_accumulate"):
-                trainer._peftlab_accumulate = int(trainer.accumulate_grad_batches)
-                trainer.accumulate_grad_batches = 1
-            self.accumulate = trainer._peftlab_accumulate
-        L.LightningModule.trainer.fset(self, trainer)
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        """Per-task losses, combined by the weighting method (one backward, by Lightning).
+        """One step of :attr:`step` (automatic loss weighting, or per-task gradients)."""
+        return self.step(self, batch, batch_idx)
 
-        Methods that need per-task gradients (and per-task clipping) take :meth:`_manual_step`.
-        A step whose loss is NaN/Inf on any rank returns None: Lightning skips it everywhere.
-        """
-        if self.per_task_path:
-            return self._manual_step(batch, batch_idx)
-        features = call_with_inputs(self.body, batch["inputs"])
-        losses = self.task_losses(self.heads(features), batch)
-        if self._skip_bad_losses(losses):
-            return None
-        if self.weighting.uses_shared:
-            loss = self.weighting.combine(losses, shared=self._shared_for_weighting(features))
-        else:
-            loss = self.weighting(losses)
-        self._log_losses(loss, losses, inputs_size(batch["inputs"]))
-        return loss
-
-    def _skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
+    def skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
+        """Record (and return) whether any task's loss is NaN/Inf, so the step is skipped."""
         bad = self.guard.bad_loss_tasks(losses)
         if bad:
             self.guard.record_bad("loss", bad)
         return bool(bad)
 
-    def _log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+    def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Keep this step's losses for the loggers (and the progress bar on logging steps)."""
         # Step metrics bypass self.log: one self.log call costs Lightning's result collection
         # ~1 ms per step on the digits model (measured with scripts/bench_overhead.py). They are
         # written straight to the loggers every trainer.log_every_n_steps steps (on_train_batch_end);
@@ -159,136 +146,18 @@ class MultiTaskModule(L.LightningModule):
         for name, value in losses.items():
             self._step_metrics[f"train/{name}/loss"] = value.detach()
 
-    def _representation(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def representation(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The shared feature tensor when every task reads the same one (hard sharing), else None."""
         values = list(features.values())
         return values[0] if all(v is values[0] for v in values) and values[0].requires_grad else None
 
-    def _shared_for_weighting(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
+    def shared_for_weighting(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
         """What GradNorm differentiates: the last shared weight matrix, or the shared features."""
         if getattr(self.weighting, "mode", "layer") == "representation":
-            rep = self._representation(features)
+            rep = self.representation(features)
             return None if rep is None else [rep]
         matrices = [p for p in self.body.shared_parameters() if p.ndim >= 2]
         return matrices[-1:] or None
-
-    # ------------------------------------------------- per-task gradient path
-    def _manual_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        """One micro-batch of the per-task-gradient path (manual optimisation).
-
-        1. one forward; per-task losses; the loss-based objective (if any) and dObjective/dL_i;
-        2. one ``autograd.grad`` per task into a preallocated [T, P] float32 buffer (each task's
-           gradient tensors are freed as soon as they are copied in);
-        3. DDP: average the buffer over ranks (one collective) — global-batch semantics;
-        4. per-task clipping (optional), combination Σ α_i g_i on the shared part, each head
-           gets its own task's gradient; add into ``.grad`` divided by the accumulation count;
-        5. at the end of an accumulation window, ``optimizer.step()`` (Lightning unscales 16-mixed
-           gradients and calls :meth:`on_before_optimizer_step`, where clipping and the guard run).
-        """
-        features = call_with_inputs(self.body, batch["inputs"])
-        device = batch["y"].device
-        losses = self.task_losses(self.heads(features), batch)
-        if self._skip_bad_losses(losses):
-            self.optimizers().zero_grad(set_to_none=True)  # drop the whole accumulation window
-            return None
-        names = list(losses)
-        gradient_method = self.weighting.needs_task_gradients
-        objective = self.weighting(losses)
-        wparams = [p for p in self.weighting.parameters() if p.requires_grad]
-        loss_coeffs, wgrads = None, []
-        if not gradient_method:  # loss-based weighting under per-task clipping: α_i = ∂objective/∂L_i
-            grads = torch.autograd.grad(objective, [losses[n] for n in names] + wparams, retain_graph=True, allow_unused=True)
-            loss_coeffs = torch.stack([g if g is not None else torch.zeros(()) for g in grads[: len(names)]]).float()
-            wgrads = list(grads[len(names) :])
-
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        # 16-mixed: scale the task losses like scaler.scale(loss) would (this also initialises the
-        # scaler's lazily created scale); Lightning unscales the combined gradient before clipping
-        scale = float(scaler.scale(torch.ones((), device=device))) if scaler is not None else 1.0
-        shared = self.body.shared_parameters()
-        shared_ids = {id(p) for p in shared} | {id(p) for p in wparams}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in shared_ids]
-        rep = self._representation(features) if getattr(self.weighting, "mode", "params") == "representation" else None
-        targets = ([rep] if rep is not None else shared) + rest
-        n_shared = rep.numel() if rep is not None else sum(p.numel() for p in shared)
-        sizes = [t.numel() for t in targets]
-        rows = torch.zeros(len(names), sum(sizes), device=device)
-        for k, name in enumerate(names):
-            grads = torch.autograd.grad(losses[name] * scale, targets, retain_graph=True, allow_unused=True)
-            offset = 0
-            for g, n in zip(grads, sizes):
-                if g is not None:
-                    rows[k, offset : offset + n] = g.reshape(-1)
-                offset += n
-            del grads
-
-        world = world_size()
-        if rep is None:
-            all_reduce_mean(rows)  # global-batch semantics: average each task's gradient over ranks
-        else:
-            all_reduce_mean(rows[:, n_shared:])
-        bad = [n for n, ok in zip(names, torch.isfinite(rows).all(dim=1).tolist()) if not ok]
-        if bad and scaler is None:  # (with a grad scaler the scaler skips the step and lowers its scale)
-            self.optimizers().zero_grad(set_to_none=True)  # drop the whole accumulation window
-            self.guard.record_bad("gradient", bad)
-            return None
-        if self.clipping.per_task:
-            self.clipping.clip_rows(rows, scale)
-
-        head_rows = rows[:, n_shared:]
-        shared_rows = rows[:, :n_shared]
-        present = [self.task_names.index(n) for n in names]
-        if gradient_method:
-            if rep is None:
-                d_shared = self.weighting.combine_gradients(shared_rows, present)
-            else:  # features differ per rank: Gram of the global gradient = Σ_rank Gram / W²
-                gram = all_reduce_sum(shared_rows.double() @ shared_rows.double().T) / world**2
-                coeffs = self.weighting.record(self.weighting.coefficients(gram.cpu().numpy()), present)
-                d_shared = coeffs.to(rows) @ shared_rows
-            d_rest = head_rows.sum(dim=0)
-        else:
-            d_shared = loss_coeffs.to(rows) @ shared_rows
-            d_rest = loss_coeffs.to(rows) @ head_rows
-        del rows, shared_rows, head_rows
-
-        if rep is not None:  # backward from the features through the backbone, then average
-            grads = torch.autograd.grad(rep, shared, grad_outputs=d_shared.view_as(rep).to(rep.dtype), allow_unused=True)
-            d_shared = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, shared)])
-            all_reduce_mean(d_shared)
-        if wgrads:
-            flat_w = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() * scale for g, p in zip(wgrads, wparams)])
-            all_reduce_mean(flat_w)
-        else:
-            flat_w = torch.zeros(0, device=device)
-        factor = 1.0 / self.accumulate
-        for params, flat in ((shared, d_shared), (rest, d_rest), (wparams, flat_w)):
-            self._add_grads(params, flat, factor)
-
-        self._log_losses(objective, losses, inputs_size(batch["inputs"]))
-        if (batch_idx + 1) % self.accumulate == 0 or self.trainer.is_last_batch:
-            opt = self.optimizers()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return objective.detach()
-
-    @staticmethod
-    def _add_grads(params: list[nn.Parameter], flat: torch.Tensor, factor: float) -> None:
-        """Add slices of ``flat`` (× factor) to the parameters' ``.grad``.
-
-        A missing ``.grad`` becomes a view into ``flat`` (no copy: the combined gradient's
-        buffer is the gradient storage until ``zero_grad``), which keeps the per-step peak at
-        T + 1 copies of the shared gradient rather than T + 4.
-        """
-        if factor != 1.0:
-            flat.mul_(factor)
-        offset = 0
-        for p in params:
-            g = flat[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
-            if p.grad is None:
-                p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
-            else:
-                p.grad.add_(g)
 
     # ------------------------------------------- before every optimizer step
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -347,15 +216,20 @@ class MultiTaskModule(L.LightningModule):
                 scheduler.step()
 
     def configure_optimizers(self):
-        """The configured optimizer over every trainable parameter (and scheduler, if any)."""
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        """The configured optimizer over :meth:`trainable_parameters` (and the scheduler, if any)."""
+        optimizer = self.optimizer_factory(params=self.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """A pretrained backbone's frozen weights stay out of the checkpoint (a pointer to them goes in)."""
+        drop_frozen_weights(self, checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Make pruned layers maskable before Lightning loads a checkpoint saved with masks."""
+        """Make pruned layers maskable, and put the frozen pretrained weights back, before Lightning loads the state."""
         restore_pruning_reparam(self, checkpoint["state_dict"])
+        restore_frozen_weights(self, checkpoint)
 
     # ------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:

@@ -163,14 +163,15 @@ class PruningCallback(L.Callback):
     # ------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Convert epoch bounds to steps, check the schedule fits the run, apply the (restored) masks."""
-        # schedules count optimizer steps: with gradient accumulation (Lightning's, or the one the
-        # per-task-gradient path takes over as trainer._peftlab_accumulate) an epoch has fewer
-        accumulate = int(getattr(trainer, "_peftlab_accumulate", 0) or trainer.accumulate_grad_batches)
+        # schedules count optimizer steps: with gradient accumulation (Lightning's, or the
+        # per-task-gradient step's own, pl_module.accumulate_grad_batches) an epoch has fewer
+        own = 1 if pl_module.automatic_optimization else int(getattr(pl_module, "accumulate_grad_batches", 1))
+        accumulate = max(own, int(trainer.accumulate_grad_batches))
         steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accumulate))
         if self.start_epoch is not None or self.end_epoch is not None:
             self.schedule.with_steps_per_epoch(steps_per_epoch, self.start_epoch, self.end_epoch)
         total = trainer.estimated_stepping_batches
-        if getattr(trainer, "_peftlab_accumulate", 1) > 1 and trainer.max_epochs and trainer.max_epochs > 0:
+        if own > 1 and trainer.max_epochs and trainer.max_epochs > 0:
             by_epochs = steps_per_epoch * trainer.max_epochs
             total = min(by_epochs, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else by_epochs
         if self.rewind_step == 0 and self.rewind_weights is None and trainer.global_step == 0:

@@ -23,7 +23,7 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
 
     cfg = load_training_config(ckpt_path)  # raises ConfigError("ckpt_path", ...) on a bad file
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
@@ -80,13 +80,13 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
 
 def load_exported(path: str) -> nn.Module:
     """Rebuild an exported model (smaller layers, dense weights) ready for inference."""
-    from peftlab.builders import build_datamodule, build_model
+    from peftlab.builders import build_model
 
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.get("format") != FORMAT:
         raise ConfigError("path", f"{path} is not a peftlab export (format {payload.get('format')!r})")
     cfg = OmegaConf.create(payload["config"])
-    model = build_model(cfg, build_datamodule(cfg))
+    model = build_model(cfg)
     state = dense_state_dict(payload["state_dict"])
     shrink_to(model, state)
     model.load_state_dict(state)

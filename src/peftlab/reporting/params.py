@@ -8,11 +8,17 @@ import torch
 from torch import nn
 
 
+ADAPTER_PREFIXES = ("lora_", "ia3_", "vera_", "hra_", "boft_", "oft_")  # peft tuner layer names
+
+
 def default_prunable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """Weights of the backbone's linear and convolution layers (heads, biases and norms excluded)."""
     body = getattr(model, "body", model)
     found = []
     for name, module in body.named_modules():
+        # peft adapters' own layers (lora_A.default, …) are not base weights: leave them out
+        if any(part.startswith(ADAPTER_PREFIXES) for part in name.split(".")):
+            continue
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             # after torch.nn.utils.prune the effective weight is a plain attribute
             found.append((f"body.{name}.weight" if name else "body.weight", module.weight))
@@ -30,15 +36,25 @@ def _effective_parameters(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]
                 yield f"{module_name}.{pname}" if module_name else pname, param
 
 
+def trainable_count(model: nn.Module) -> int:
+    """Parameters the optimizer trains: what the sharing policy says (``model.trainable_parameters()``), else ``requires_grad``."""
+    if hasattr(model, "trainable_parameters"):
+        return sum(p.numel() for p in model.trainable_parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def count_parameters(model: nn.Module, prunable: list[tuple[str, torch.Tensor]] | None = None) -> dict[str, float]:
-    """``{total, trainable, nonzero, prunable, sparsity}``; sparsity = zeros / prunable."""
+    """``{total, trainable, trainable_pct, nonzero, prunable, sparsity}``; sparsity = zeros / prunable, trainable_pct in % of total."""
     params = list(_effective_parameters(model))
     prunable = default_prunable(model) if prunable is None else prunable
     prunable_n = sum(t.numel() for _, t in prunable)
     prunable_zeros = sum(int((t == 0).sum()) for _, t in prunable)
+    total = sum(t.numel() for _, t in params)
+    trainable = trainable_count(model)
     return {
-        "total": sum(t.numel() for _, t in params),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total": total,
+        "trainable": trainable,
+        "trainable_pct": 100.0 * trainable / total if total else 0.0,
         "nonzero": sum(int((t != 0).sum()) for _, t in params),
         "prunable": prunable_n,
         "sparsity": prunable_zeros / prunable_n if prunable_n else 0.0,

@@ -20,7 +20,8 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
         table.add_row(f"test/{task}", "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
     p = metrics.get("params", {})
     if p:
-        table.add_row("params total / trainable", f"{p['total']:,} / {p['trainable']:,}")
+        pct = f" ({p['trainable_pct']:.2f} %)" if "trainable_pct" in p else ""
+        table.add_row("params total / trainable", f"{p['total']:,} / {p['trainable']:,}{pct}")
         table.add_row("params non-zero", f"{p['nonzero']:,}")
         table.add_row("prunable / sparsity", f"{p['prunable']:,} / {p['sparsity']:.1%}")
     pruning = metrics.get("pruning")

@@ -1,0 +1,84 @@
+"""A pretrained Hugging Face transformer (any ``AutoModel``) as a backbone: token states pooled to one vector."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from peftlab.errors import ConfigError
+from peftlab.models.pooling import POOLINGS, pool
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def looks_local(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` names a directory rather than a hub id (``org/name`` or ``name``)."""
+    return (
+        os.path.exists(name_or_path)
+        or name_or_path.startswith(("/", "./", "../", "~", "."))
+        or "\\" in name_or_path
+        or name_or_path.count("/") > 1
+    )
+
+
+def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: str | None = None) -> nn.Module:
+    """``AutoModel.from_pretrained`` with one-line errors naming the config key at fault.
+
+    A local-looking path that is not a directory fails before ``transformers`` is asked (no
+    network attempt); hub ids follow the usual cache / ``HF_HUB_OFFLINE`` rules.
+    """
+    from transformers import AutoModel
+
+    if looks_local(name_or_path):
+        path = Path(name_or_path).expanduser()
+        if not path.is_dir():
+            raise ConfigError("model.name_or_path", f"directory not found: {name_or_path}; give a hub id (e.g. bert-base-uncased) or a folder written by save_pretrained")
+        if not (path / "config.json").is_file():
+            raise ConfigError("model.name_or_path", f"{name_or_path} has no config.json; give a folder written by save_pretrained")
+        name_or_path = str(path)
+    if dtype is not None and dtype not in DTYPES:
+        raise ConfigError("model.dtype", f"must be null or one of {', '.join(DTYPES)}; got {dtype!r}")
+    kwargs = {"dtype": DTYPES[dtype]} if dtype else {}
+    try:
+        return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise ConfigError("model.trust_remote_code", f"{name_or_path} runs custom code from its repository; set model.trust_remote_code=true only if you trust it") from None
+        raise ConfigError("model.name_or_path", f"{name_or_path}: {str(err).splitlines()[0]}") from None
+    except OSError as err:
+        raise ConfigError("model.name_or_path", f"cannot load {name_or_path}: {str(err).splitlines()[0]}") from None
+
+
+class HFBackbone(nn.Module):
+    """A Hugging Face ``AutoModel`` (encoder or decoder) whose token states are pooled per sequence.
+
+    ``forward(input_ids, attention_mask=None, token_type_ids=None, ...)`` returns ``[B, hidden]``
+    float32 features (the heads stay float32 whatever ``dtype`` the backbone runs in).
+
+    Args:
+        name_or_path: a hub id (``bert-base-uncased``) or a local folder written by ``save_pretrained``.
+        pooling: ``cls`` (encoders), ``mean`` (sentence encoders) or ``last`` (decoders).
+        trust_remote_code: allow models whose code lives in their repository (off unless set).
+        gradient_checkpointing: recompute activations in backward (less memory, ~30 % slower).
+        dtype: ``null`` (the checkpoint's float32), ``bfloat16`` or ``float16``.
+    """
+
+    def __init__(self, name_or_path: str, pooling: str = "cls", trust_remote_code: bool = False, gradient_checkpointing: bool = False, dtype: str | None = None):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError("model.pooling", f"must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        self.name_or_path = str(name_or_path)
+        self.pooling = pooling
+        self.model = load_pretrained(self.name_or_path, trust_remote_code, dtype)
+        if gradient_checkpointing:
+            # non-reentrant checkpointing also works when the embeddings are frozen (adapters, BitFit)
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.out_dim = int(self.model.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, hidden]``."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling).float()

@@ -1,0 +1,35 @@
+"""Loss weighting under Lightning's automatic optimisation: one backward of the combined loss."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from peftlab.batch import call_with_inputs, inputs_size
+
+if TYPE_CHECKING:
+    from peftlab.models.multitask_module import MultiTaskModule
+
+
+class AutomaticStep:
+    """Per-task losses combined by the weighting method; Lightning runs backward, accumulation and the optimizer.
+
+    A step whose loss is NaN/Inf on any rank returns None: Lightning skips it everywhere.
+    """
+
+    automatic_optimization = True
+
+    def __call__(self, module: "MultiTaskModule", batch: dict, batch_idx: int) -> torch.Tensor | None:
+        """The loss Lightning differentiates (None: skip this step)."""
+        features = call_with_inputs(module.body, batch["inputs"])
+        losses = module.task_losses(module.heads(features), batch)
+        if module.skip_bad_losses(losses):
+            return None
+        weighting = module.weighting
+        if weighting.uses_shared:
+            loss = weighting.combine(losses, shared=module.shared_for_weighting(features))
+        else:
+            loss = weighting(losses)
+        module.log_losses(loss, losses, inputs_size(batch["inputs"]))
+        return loss

@@ -1,0 +1,78 @@
+"""One adapter shared by every task, inserted into the backbone by Hugging Face peft (LoRA by default)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from torch import nn
+
+from peftlab.errors import ConfigError
+from peftlab.sharing.base import SharingPolicy
+from peftlab.sharing.shared import SharedBody
+
+KEY = "strategy.sharing.adapter"
+
+
+def as_peft_config(adapter: Any):
+    """A peft ``PeftConfig`` from a config object or a mapping with ``peft_type`` (default: LoRA r=8, α=16)."""
+    import peft
+
+    if adapter is None:
+        return peft.LoraConfig(r=8, lora_alpha=16)
+    if isinstance(adapter, peft.PeftConfig):
+        return adapter
+    if isinstance(adapter, Mapping):
+        fields = dict(adapter)
+        fields.setdefault("peft_type", "LORA")
+        try:
+            return peft.get_peft_config(fields)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(KEY, f"not a valid peft config: {err}; give peft_type (LORA, IA3, ...) and that config's fields") from None
+    raise ConfigError(KEY, f"must be a peft config (e.g. _target_: peft.LoraConfig) or a mapping with peft_type; got {type(adapter).__name__}")
+
+
+def _check_targets(config: Any, model: nn.Module) -> None:
+    """One line naming the target module(s) that match nothing (peft's rule: the name or its dotted suffix)."""
+    targets = getattr(config, "target_modules", None)
+    if targets is None or isinstance(targets, str):  # None: peft's defaults for the model type; str: a regex
+        return
+    names = [n for n, _ in model.named_modules() if n]
+    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise ConfigError(f"{KEY}.target_modules", f"{missing} match no module of the backbone; module names there include {leaves[:12]}")
+
+
+class PeftAdapter(SharingPolicy):
+    """One peft adapter (LoRA, DoRA, IA3, … any ``PeftConfig``) shared by every task (``strategy/sharing=peft``).
+
+    The backbone's weights are frozen; the adapter and the task heads train. With
+    ``target_modules: null`` peft picks the modules for the architecture (query/value for
+    BERT, c_attn for GPT-2). HF backbones keep the transformer in ``.model``: that is what the
+    adapter goes into, so peft sees the model type.
+
+    Args:
+        adapter: a peft config (``_target_: peft.LoraConfig`` …) or a mapping with ``peft_type``.
+    """
+
+    name = "peft"
+
+    def __init__(self, adapter: Any = None):
+        self.adapter = as_peft_config(adapter)
+
+    def build(self, make_backbone: Callable[[], nn.Module], task_names: Sequence[str]) -> SharedBody:
+        """One backbone with the adapter inserted; only the adapter's parameters train."""
+        import peft
+
+        backbone = make_backbone()
+        target = getattr(backbone, "model", backbone)
+        _check_targets(self.adapter, target)
+        try:
+            peft.inject_adapter_in_model(self.adapter, target)
+        except ValueError as err:
+            first = str(err).splitlines()[0]
+            if "target_modules" in first or "not found" in first:
+                raise ConfigError(f"{KEY}.target_modules", f"{first} (set {KEY}.target_modules to module names of this backbone)") from None
+            raise ConfigError(KEY, first) from None
+        # right after insertion peft has marked exactly the adapter's parameters trainable: record them
+        return SharedBody(backbone, task_names, [p for p in backbone.parameters() if p.requires_grad])
