@@ -1,9 +1,16 @@
-"""Data: task specs, sources and the multi-task datamodule."""
+"""Data: sources (digits, local files, text files, GLUE, tweets) and the multi-task datamodule."""
 
 from peftlab.data.datamodule import MultiTaskDataModule
 from peftlab.data.digits import DigitsSource
+from peftlab.data.glue import GlueSource
 from peftlab.data.local_files import LocalFileSource
 from peftlab.data.table import LabelledTable
+from peftlab.data.text_files import TextFileSource
+from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.data.tweets import TweetsSource
 from peftlab.tasks import TaskSpec, parse_task_specs
 
-__all__ = ["MultiTaskDataModule", "DigitsSource", "LocalFileSource", "LabelledTable", "TaskSpec", "parse_task_specs"]
+__all__ = [
+    "MultiTaskDataModule", "DigitsSource", "GlueSource", "LocalFileSource", "LabelledTable", "TextFileSource",
+    "TextColumn", "TokenizedTexts", "TweetsSource", "TaskSpec", "parse_task_specs",
+]

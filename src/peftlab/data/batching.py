@@ -16,24 +16,50 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler, SequentialSampler
 
+from peftlab.data.inputs import batch_inputs
+
+# Length bucketing sorts windows of this many global batches by length.
+BUCKET_WINDOW = 50
+
 
 class MultiTaskTensors(Dataset):
     """Inputs with one target column and one "is labelled" flag per task.
 
-    ``dataset[indices]`` returns a whole batch: ``{"inputs": [B, ...], "y": [B, T] float,
-    "task_mask": [B, T] bool}``; ``task_mask[b, t]`` says whether sample ``b`` carries a label
-    for task ``t`` (all true for joint data, one true per row for mixed data).
+    ``dataset[indices]`` returns a whole batch: ``{"inputs", "y": [B, T] float, "task_mask":
+    [B, T] bool}``; ``task_mask[b, t]`` says whether sample ``b`` carries a label for task
+    ``t``. ``inputs`` is ``x[indices]`` for a feature tensor, or for token ids
+    (:class:`~peftlab.data.texts.TokenizedTexts`) a dict ``input_ids``, ``attention_mask``
+    (``token_type_ids``) padded to the longest row of the batch.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, task_mask: torch.Tensor):
+    def __init__(self, x, y: torch.Tensor, task_mask: torch.Tensor):
         self.x, self.y, self.task_mask = x, y, task_mask
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"inputs": self.x[idx], "y": self.y[idx], "task_mask": self.task_mask[idx]}
+        return {"inputs": batch_inputs(self.x, idx), "y": self.y[idx], "task_mask": self.task_mask[idx]}
+
+
+def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, step: int, gen: torch.Generator) -> torch.Tensor:
+    """``order`` rearranged so that each run of ``step`` indices holds rows of similar length.
+
+    Windows of ``BUCKET_WINDOW * step`` consecutive indices are sorted by length and cut into
+    runs of ``step``; the full runs are then shuffled (so batch lengths still vary from step to
+    step) and the leftovers go last. Less padding means less compute for texts of mixed lengths.
+    """
+    window = BUCKET_WINDOW * step
+    runs, leftovers = [], []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        for run in torch.split(chunk, step):
+            (runs if len(run) == step else leftovers).append(run)
+    perm = torch.randperm(len(runs), generator=gen).tolist()
+    pieces = [runs[i] for i in perm] + leftovers
+    return torch.cat(pieces) if pieces else order
 
 
 def _rank_slice(global_batch: torch.Tensor, rank: int, world_size: int) -> list[int]:
@@ -63,20 +89,25 @@ class ShuffledBatches(_EpochSampler):
     of steps.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 lengths: torch.Tensor | None = None):
         super().__init__(seed)
         self.n, self.batch_size, self.rank, self.world_size = num_samples, batch_size, rank, world_size
+        self.lengths = lengths  # row lengths for length-bucketed batches (None: plain shuffle)
 
     def __len__(self) -> int:
         padded = math.ceil(self.n / self.world_size) * self.world_size
         return math.ceil(padded / (self.batch_size * self.world_size))
 
     def __iter__(self) -> Iterator[list[int]]:
-        perm = torch.randperm(self.n, generator=self._generator())
+        gen = self._generator()
+        perm = torch.randperm(self.n, generator=gen)
+        step = self.batch_size * self.world_size
+        if self.lengths is not None:
+            perm = bucket_by_length(perm, self.lengths, step, gen)
         padded = math.ceil(self.n / self.world_size) * self.world_size
         if padded > self.n:
             perm = torch.cat([perm, perm[: padded - self.n]])
-        step = self.batch_size * self.world_size
         for start in range(0, padded, step):
             yield _rank_slice(perm[start : start + step], self.rank, self.world_size)
 
@@ -97,11 +128,19 @@ class MixedTaskBatches(_EpochSampler):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        lengths: torch.Tensor | None = None,
     ):
         super().__init__(seed)
         self.task_indices = [torch.as_tensor(t, dtype=torch.long) for t in task_indices]
         self.probs = torch.tensor(probs, dtype=torch.double)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.lengths = lengths  # row lengths for length-bucketed batches (None: plain shuffle)
+
+    def _shuffled(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        stream = idx[torch.randperm(len(idx), generator=gen)]
+        if self.lengths is not None:
+            stream = bucket_by_length(stream, self.lengths, self.batch_size * self.world_size, gen)
+        return stream
 
     def __len__(self) -> int:
         total = sum(len(t) for t in self.task_indices)
@@ -109,7 +148,7 @@ class MixedTaskBatches(_EpochSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         gen = self._generator()
-        streams = [t[torch.randperm(len(t), generator=gen)] for t in self.task_indices]
+        streams = [self._shuffled(t, gen) for t in self.task_indices]
         cursors = [0] * len(streams)
         step = self.batch_size * self.world_size
         for _ in range(len(self)):
@@ -117,8 +156,7 @@ class MixedTaskBatches(_EpochSampler):
             chunk = []
             while len(chunk) < step:
                 if cursors[t] == len(streams[t]):
-                    idx = self.task_indices[t]
-                    streams[t], cursors[t] = idx[torch.randperm(len(idx), generator=gen)], 0
+                    streams[t], cursors[t] = self._shuffled(self.task_indices[t], gen), 0
                 take = min(step - len(chunk), len(streams[t]) - cursors[t])
                 chunk.append(streams[t][cursors[t] : cursors[t] + take])
                 cursors[t] += take

@@ -1,7 +1,8 @@
-"""MultiTaskDataModule: splits a data source and serves batches that carry task ids."""
+"""MultiTaskDataModule: loads each task's data source, splits it, and serves batches that carry task ids."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping, Sequence
 
 import lightning as L
@@ -10,41 +11,64 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
 from peftlab.data.batching import MixedTaskBatches, MultiTaskTensors, SequentialBatches, ShuffledBatches, task_probabilities
+from peftlab.data.inputs import concat_rows, is_text
 from peftlab.data.table import LabelledTable
-from peftlab.tasks import TaskSpec, parse_task_specs
+from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.data.tokenize import load_tokenizer, tokenize_cached
 from peftlab.errors import ConfigError
+from peftlab.tasks import TaskSpec, parse_task_specs
+
+log = logging.getLogger(__name__)
 
 MODES = ("joint", "mixed")
 SAMPLINGS = ("proportional", "uniform", "temperature")
+SPLITS = ("train", "val", "test")
+_STRATIFY = "\0stratify"  # label column the split is stratified by (not a task)
 
 
 class MultiTaskDataModule(L.LightningDataModule):
-    """Serves several tasks from one data source, jointly or mixed.
+    """Serves several tasks, each read from the shared ``source`` or from its own entry in ``sources``.
 
-    * ``joint``: every sample is labelled for every task (one batch trains all tasks).
-    * ``mixed``: each task has its own samples (a source whose rows are labelled for every task
-      is split into disjoint per-task subsets); each training batch holds one task, drawn with
-      ``sampling`` = ``proportional`` (p ∝ n_t), ``uniform`` or ``temperature``
-      (p ∝ n_t^(1/temperature)).
+    A source has ``load()`` returning a :class:`LabelledTable` (split here by ``val_fraction``
+    and ``test_fraction``) or a mapping ``{"train": table, "val": table, "test": table}`` of
+    given splits (a missing ``val`` or ``test`` is carved out of ``train``). NaN in a label
+    column means the row has no label for that task. Tables of every source are stacked, so a
+    row carries labels only for the tasks of its source.
 
-    Batches are ``{"inputs", "y": [B, T], "task_mask": [B, T]}`` (see :class:`MultiTaskTensors`).
+    * ``joint``: batches are drawn from all rows; each row trains the tasks it is labelled for
+      (``task_mask``), so one step trains every task present in the batch.
+    * ``mixed``: each training batch holds one task, drawn with ``sampling`` =
+      ``proportional`` (p ∝ n_t), ``uniform`` or ``temperature`` (p ∝ n_t^(1/temperature)).
+      Rows labelled for several tasks (a shared source such as digits) are first divided
+      between those tasks at random, in equal shares, so every row serves one task.
+
+    Batches are ``{"inputs", "y": [B, T], "task_mask": [B, T]}`` (see :class:`MultiTaskTensors`);
+    texts are tokenised with ``tokenizer`` (cached in ``cache_dir``) and padded per batch.
 
     Args:
-        source: an object with ``load() -> LabelledTable`` (and optionally ``stratify_label``).
-        tasks: task specs (mappings with name, label, num_classes, metric).
+        source: the shared source (serves every task without an entry in ``sources``).
+        tasks: task specs (mappings with name, label, num_classes, metric, metrics).
+        sources: ``{task name: source}`` for tasks with data of their own.
         mode: ``joint`` or ``mixed``.
         sampling, temperature: how mixed mode draws tasks.
         batch_size: samples per batch per process (DDP multiplies it by the world size).
         eval_batch_size: batch size for validation/test (defaults to 4 × batch_size).
-        val_fraction, test_fraction: shares of the data held out, each in (0, 1).
+        val_fraction, test_fraction: shares held out (of each source's train split), each in (0, 1).
         seed: seeds the split and every shuffle.
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
+        input_shape: shape of one feature-tensor input, checked against the data (the model's
+            config reads it as ``${data.input_shape}``); None for texts.
+        tokenizer: hub id, local directory or ``minilm`` of the tokenizer for text sources.
+        max_length: texts are truncated to this many tokens.
+        cache_dir: where token ids are cached (None: no cache).
+        bucket_by_length: training batches of rows of similar length (less padding).
     """
 
     def __init__(
         self,
-        source: Any,
-        tasks: Sequence[Mapping[str, Any]],
+        source: Any = None,
+        tasks: Sequence[Mapping[str, Any]] = (),
+        sources: Mapping[str, Any] | None = None,
         mode: str = "joint",
         sampling: str = "proportional",
         temperature: float = 2.0,
@@ -54,15 +78,27 @@ class MultiTaskDataModule(L.LightningDataModule):
         test_fraction: float = 0.15,
         seed: int = 0,
         num_workers: int = 0,
+        input_shape: Sequence[int] | None = None,
+        tokenizer: str | None = None,
+        max_length: int = 128,
+        cache_dir: str | None = None,
+        bucket_by_length: bool = False,
     ):
         super().__init__()
-        self.source = source
         self.tasks: list[TaskSpec] = parse_task_specs(tasks)
+        self.source, self.sources = source, dict(sources or {})
+        names = self.task_names
+        unknown = [k for k in self.sources if k not in names]
+        if unknown:
+            raise ConfigError("data.sources", f"{unknown} name no task; tasks: {', '.join(names)}")
+        if source is None and len(self.sources) < len(names):
+            missing = [n for n in names if n not in self.sources]
+            raise ConfigError("data.source", f"tasks {missing} have no entry in data.sources, so they need the shared data.source")
         _check_choice("data.mode", mode, MODES)
         _check_choice("data.sampling", sampling, SAMPLINGS)
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ConfigError("data.temperature", f"must be a number > 0; got {temperature!r}")
-        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.max_length", max_length)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ConfigError(key, f"must be a positive integer; got {value!r}")
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
@@ -72,11 +108,17 @@ class MultiTaskDataModule(L.LightningDataModule):
             raise ConfigError("data.val_fraction", f"val_fraction + test_fraction must be < 1; got {val_fraction + test_fraction}")
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError("data.num_workers", f"must be an integer >= 0; got {num_workers!r}")
+        if input_shape is not None and (isinstance(input_shape, (str, int)) or not all(isinstance(d, int) and d > 0 for d in input_shape)):
+            raise ConfigError("data.input_shape", f"must be a list of positive integers (e.g. [64]); got {input_shape!r}")
         self.mode, self.sampling, self.temperature = mode, sampling, float(temperature)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.seed, self.num_workers = int(seed), num_workers
+        self._input_shape = tuple(input_shape) if input_shape is not None else None
+        self.tokenizer_name, self.max_length, self.cache_dir = tokenizer, max_length, cache_dir
+        self.bucket_by_length = bool(bucket_by_length)
+        self.tokenizer = None
         self.splits: dict[str, MultiTaskTensors] = {}
         self._task_rows: dict[str, list[torch.Tensor]] = {}
 
@@ -87,57 +129,148 @@ class MultiTaskDataModule(L.LightningDataModule):
         return [t.name for t in self.tasks]
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input sample (after :meth:`setup`)."""
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Shape of one feature-tensor input (``data.input_shape``, else read from the data); None for texts."""
+        if self._input_shape is not None:
+            return self._input_shape
         self.setup()
-        return tuple(self.splits["train"].x.shape[1:])
+        x = self.splits["train"].x
+        return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the source once, check the labels, split, and arrange the task columns."""
+        """Load every source once, check the labels, split, and arrange the task columns."""
         if self.splits:
             return
-        table = self.source.load()
-        self._check_labels(table)
-        stratify_name = getattr(self.source, "stratify_label", None)
-        parts = self._split(table, stratify_name)
-        for offset, (split, rows) in enumerate(parts.items()):
-            self.splits[split], self._task_rows[split] = self._arrange(table.subset(rows), offset)
+        parts: dict[str, list[LabelledTable]] = {s: [] for s in SPLITS}
+        for key, source, task_ids in self._groups():
+            for split, table in self._load_group(key, source, task_ids).items():
+                parts[split].append(table)
+        for offset, split in enumerate(SPLITS):
+            x = concat_rows([p.x for p in parts[split]])
+            y = torch.cat([torch.stack([p.labels[t.name] for t in self.tasks], 1) for p in parts[split]])
+            self._check_input_shape(x)
+            self.splits[split], self._task_rows[split] = self._arrange(x, y, offset)
+        self._log_sizes()
 
-    def _check_labels(self, table: LabelledTable) -> None:
-        for i, task in enumerate(self.tasks):
-            if task.label not in table.labels:
-                raise ConfigError(f"data.tasks[{i}].label", f"unknown label {task.label!r}; allowed: {', '.join(table.labels)}")
-            column = table.labels[task.label]
+    def _groups(self) -> list[tuple[str, Any, list[int]]]:
+        """``(config key, source, indices of the tasks it serves)`` for each source."""
+        shared = [i for i, t in enumerate(self.tasks) if t.name not in self.sources]
+        groups = [("data.source", self.source, shared)] if shared else []
+        return groups + [(f"data.sources.{t.name}", self.sources[t.name], [i]) for i, t in enumerate(self.tasks) if t.name in self.sources]
+
+    def _load_group(self, key: str, source: Any, task_ids: list[int]) -> dict[str, LabelledTable]:
+        """One source's splits, as tables whose label columns are the task names (NaN: unlabelled)."""
+        loaded = source.load()
+        given = dict(loaded) if isinstance(loaded, Mapping) else {}
+        if given and ("train" not in given or set(given) - set(SPLITS)):
+            raise ConfigError(key, f"load() returned splits {sorted(given)}; expected train and optionally val, test")
+        self._check_classes(key, source, task_ids)
+        tables = {s: self._tokenized(t) for s, t in (given or {"train": loaded}).items()}
+        strat = getattr(source, "stratify_label", None)
+        tables = {s: self._task_columns(key, s, t, task_ids, strat) for s, t in tables.items()}
+        if "test" not in tables:
+            tables["train"], tables["test"] = self._carve(tables["train"], self.test_fraction + (0 if "val" in tables else self.val_fraction))
+            if "val" not in tables:  # the held-out part is split again into val and test
+                held = self.val_fraction + self.test_fraction
+                tables["val"], tables["test"] = self._carve(tables["test"], self.test_fraction / held)
+        if "val" not in tables:
+            tables["train"], tables["val"] = self._carve(tables["train"], self.val_fraction)
+        return tables
+
+    def _check_classes(self, key: str, source: Any, task_ids: list[int]) -> None:
+        """A source that names its classes (``classes``) must name as many as its task has."""
+        classes = getattr(source, "classes", None)
+        if classes is None or key == "data.source":
+            return
+        task = self.tasks[task_ids[0]]
+        if len(classes) != task.num_classes:
+            raise ConfigError(f"data.tasks[{task_ids[0]}].num_classes", f"is {task.num_classes} but {key}.classes names {len(classes)}: {list(classes)}")
+
+    def _tokenized(self, table: LabelledTable) -> LabelledTable:
+        if not isinstance(table.x, TextColumn):
+            return table
+        if self.tokenizer is None:
+            if not self.tokenizer_name:
+                raise ConfigError("data.tokenizer", "text data needs a tokenizer: a hub id, a local directory or minilm")
+            self.tokenizer = load_tokenizer(self.tokenizer_name)
+        return LabelledTable(tokenize_cached(table.x, self.tokenizer, self.max_length, self.cache_dir), table.labels)
+
+    def _task_columns(self, key: str, split: str, table: LabelledTable, task_ids: list[int], strat: str | None) -> LabelledTable:
+        """The table's rows labelled for at least one of its tasks, one label column per task (NaN
+        elsewhere), plus the column the split is stratified by: the source's ``stratify_label``,
+        or the labels of a task's own classification source."""
+        n = len(table)
+        columns = {t.name: torch.full((n,), float("nan")) for t in self.tasks}
+        if strat is not None and strat in table.labels:
+            columns[_STRATIFY] = table.labels[strat]
+        elif strat is None and len(task_ids) == 1 and not self.tasks[task_ids[0]].is_regression:
+            columns[_STRATIFY] = self._label_column(key, table, task_ids[0])
+        for i in task_ids:
+            task = self.tasks[i]
+            column = self._label_column(key, table, i)
             if not task.is_regression:
-                bad = (column != column.round()) | (column < 0) | (column >= task.num_classes)
+                bad = ~column.isnan() & ((column != column.round()) | (column < 0) | (column >= task.num_classes))
                 if bool(bad.any()):
+                    row = int(torch.nonzero(bad)[0])
                     raise ConfigError(
                         f"data.tasks[{i}].num_classes",
-                        f"labels of {task.label!r} must be integers in [0, {task.num_classes}); found {column[bad][0].item()}",
+                        f"labels of task {task.name!r} must be integers in [0, {task.num_classes}); {key} ({split} split) row {row + 1} has {column[row].item():g}",
                     )
+            columns[task.name] = column.float()
+        labelled = torch.stack([columns[self.tasks[i].name] for i in task_ids], 1).isnan().logical_not().any(1)
+        table = LabelledTable(table.x, columns)
+        return table if bool(labelled.all()) else table.subset(torch.nonzero(labelled).flatten())
 
-    def _split(self, table: LabelledTable, stratify_name: str | None) -> dict[str, torch.Tensor]:
+    def _label_column(self, key: str, table: LabelledTable, i: int) -> torch.Tensor:
+        task = self.tasks[i]
+        if key != "data.source" and len(table.labels) == 1:  # a task's own source: its one label column
+            return next(iter(table.labels.values()))
+        if task.label not in table.labels:
+            raise ConfigError(f"data.tasks[{i}].label", f"unknown label {task.label!r} in {key}; allowed: {', '.join(table.labels)}")
+        return table.labels[task.label]
+
+    def _carve(self, table: LabelledTable, fraction: float) -> tuple[LabelledTable, LabelledTable]:
+        """Split ``table`` into (rest, held-out ``fraction``), seeded and stratified when possible."""
         rows = torch.arange(len(table)).numpy()
-        strat = table.labels[stratify_name].numpy() if stratify_name in table.labels else None
-        held = self.val_fraction + self.test_fraction
-        train, rest = train_test_split(rows, test_size=held, random_state=self.seed, stratify=strat)
-        strat_rest = strat[rest] if strat is not None else None
-        val, test = train_test_split(rest, test_size=self.test_fraction / held, random_state=self.seed, stratify=strat_rest)
-        return {"train": torch.as_tensor(train), "val": torch.as_tensor(val), "test": torch.as_tensor(test)}
+        labels = table.labels.get(_STRATIFY)
+        stratify = labels.numpy() if labels is not None and not bool(labels.isnan().any()) else None
+        try:
+            keep, held = train_test_split(rows, test_size=fraction, random_state=self.seed, stratify=stratify)
+        except ValueError:  # a class too rare to stratify: plain random split
+            keep, held = train_test_split(rows, test_size=fraction, random_state=self.seed)
+        return table.subset(torch.as_tensor(keep)), table.subset(torch.as_tensor(held))
 
-    def _arrange(self, table: LabelledTable, offset: int) -> tuple[MultiTaskTensors, list[torch.Tensor]]:
-        n, num_tasks = len(table), len(self.tasks)
-        y = torch.stack([table.labels[t.label] for t in self.tasks], dim=1)
+    def _check_input_shape(self, x: Any) -> None:
+        if self._input_shape is None:
+            return
+        if is_text(x):
+            raise ConfigError("data.input_shape", "applies to feature tensors only; set it to null for text data")
+        if tuple(x.shape[1:]) != self._input_shape:
+            raise ConfigError("data.input_shape", f"is {list(self._input_shape)} but the source's inputs have shape {list(x.shape[1:])} (data=local_file: one entry, the number of data.source.features)")
+
+    def _arrange(self, x: Any, y: torch.Tensor, offset: int) -> tuple[MultiTaskTensors, list[torch.Tensor]]:
+        mask = ~y.isnan()
+        y = torch.nan_to_num(y, nan=0.0)
+        num_tasks = len(self.tasks)
         if self.mode == "joint":
-            mask = torch.ones(n, num_tasks, dtype=torch.bool)
-            return MultiTaskTensors(table.x, y, mask), [torch.arange(n)]
-        # mixed: disjoint per-task subsets of the rows, each labelled for its own task only
+            return MultiTaskTensors(x, y, mask), [torch.arange(len(y))]
+        # mixed: rows labelled for several tasks are divided between them in equal shares
         gen = torch.Generator().manual_seed(self.seed + offset)
-        owner = torch.empty(n, dtype=torch.long)
-        owner[torch.randperm(n, generator=gen)] = torch.arange(n) % num_tasks
+        owner = torch.argmax(mask.int(), dim=1)
+        multi = mask.sum(1) > 1
+        for pattern in torch.unique(mask[multi], dim=0):
+            rows = torch.nonzero((mask == pattern).all(1)).flatten()
+            shared = torch.nonzero(pattern).flatten()
+            owner[rows[torch.randperm(len(rows), generator=gen)]] = shared[torch.arange(len(rows)) % len(shared)]
         mask = torch.nn.functional.one_hot(owner, num_tasks).bool()
         y = torch.where(mask, y, torch.zeros_like(y))
-        return MultiTaskTensors(table.x, y, mask), [torch.nonzero(owner == t).flatten() for t in range(num_tasks)]
+        return MultiTaskTensors(x, y, mask), [torch.nonzero(owner == t).flatten() for t in range(num_tasks)]
+
+    def _log_sizes(self) -> None:
+        for split in SPLITS:
+            counts = self.splits[split].task_mask.sum(0).tolist()
+            per_task = ", ".join(f"{n} {c}" for n, c in zip(self.task_names, counts))
+            log.info(f"data: {split} {len(self.splits[split])} rows ({per_task} labelled)")
 
     # ------------------------------------------------------------- dataloaders
     def _rank_world(self) -> tuple[int, int]:
@@ -149,18 +282,23 @@ class MultiTaskDataModule(L.LightningDataModule):
         return DataLoader(self.splits[split], sampler=sampler, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
+    def _lengths(self, split: str) -> torch.Tensor | None:
+        x = self.splits[split].x
+        return x.lengths if self.bucket_by_length and isinstance(x, TokenizedTexts) else None
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled joint batches, or single-task batches drawn by ``sampling`` in mixed mode."""
         self.setup()
         rank, world = self._rank_world()
+        lengths = self._lengths("train")
         if getattr(getattr(self, "trainer", None), "overfit_batches", 0):  # debug=overfit: the same batches every epoch
             sampler = SequentialBatches(self._task_rows["train"], self.batch_size, rank, world)
         elif self.mode == "joint":
-            sampler = ShuffledBatches(len(self.splits["train"]), self.batch_size, self.seed, rank, world)
+            sampler = ShuffledBatches(len(self.splits["train"]), self.batch_size, self.seed, rank, world, lengths)
         else:
             groups = self._task_rows["train"]
             probs = task_probabilities([len(g) for g in groups], self.sampling, self.temperature)
-            sampler = MixedTaskBatches(groups, probs, self.batch_size, self.seed, rank, world)
+            sampler = MixedTaskBatches(groups, probs, self.batch_size, self.seed, rank, world, lengths)
         return self._loader("train", sampler)
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from peftlab.data.inputs import take_rows
 
 
 @dataclass
 class LabelledTable:
-    """``x[i]`` is one input; ``labels[name][i]`` its value in label column ``name``.
+    """``x`` holds one input per row; ``labels[name][i]`` is row ``i``'s value in label column ``name``.
 
-    Classification labels are integer class ids, regression labels real numbers; both are
-    stored as float32 so that one batch tensor can carry every task's target.
+    ``x`` is a feature tensor ``[N, ...]``, raw texts (:class:`~peftlab.data.texts.TextColumn`)
+    or token ids (:class:`~peftlab.data.texts.TokenizedTexts`). Classification labels are
+    integer class ids, regression labels real numbers; both are stored as float32 so that one
+    batch tensor can carry every task's target. **NaN means "this row has no label in this
+    column"**: the row then trains and scores only the tasks it does have labels for (for
+    example the tweets without an annotator confidence). Sources that must label every row
+    reject missing labels themselves.
     """
 
-    x: torch.Tensor
+    x: Any
     labels: dict[str, torch.Tensor]
 
     def __post_init__(self) -> None:
@@ -28,4 +36,5 @@ class LabelledTable:
 
     def subset(self, index: torch.Tensor) -> "LabelledTable":
         """Rows ``index`` of the table."""
-        return LabelledTable(self.x[index], {k: v[index] for k, v in self.labels.items()})
+        index = torch.as_tensor(index, dtype=torch.long)
+        return LabelledTable(take_rows(self.x, index), {k: v[index] for k, v in self.labels.items()})

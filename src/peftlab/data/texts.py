@@ -1,0 +1,93 @@
+"""Text inputs: raw texts as sources read them, and token ids as the datamodule serves them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class TextColumn:
+    """Raw texts of a table: ``texts[i]`` (and ``pairs[i]`` for sentence-pair tasks) is row ``i``.
+
+    ``pairs`` is None when no row has a second text; a single row without one holds None.
+    """
+
+    texts: list[str]
+    pairs: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: torch.Tensor) -> "TextColumn":
+        """Rows ``index``."""
+        rows = torch.as_tensor(index, dtype=torch.long).tolist()
+        return TextColumn([self.texts[i] for i in rows], [self.pairs[i] for i in rows] if self.pairs is not None else None)
+
+
+class TokenizedTexts:
+    """Token ids of many texts in one flat tensor plus offsets (compact in memory and on disk).
+
+    ``batch(index)`` pads the chosen rows to the longest of them (dynamic padding, on the
+    right) and returns ``{"input_ids", "attention_mask"[, "token_type_ids"]}``, each ``[B, L]``.
+
+    Args:
+        ids: every row's token ids, one after the other (1-D).
+        offsets: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]`` (``len(rows) + 1`` entries).
+        type_ids: segment ids aligned with ``ids`` (sentence pairs), or None if the tokenizer makes none.
+        pad_id: id written into padded positions (masked out by ``attention_mask``).
+    """
+
+    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, type_ids: torch.Tensor | None, pad_id: int):
+        self.ids, self.offsets, self.type_ids, self.pad_id = ids, offsets.long(), type_ids, int(pad_id)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Number of tokens of each row."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def _gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions in ``ids`` of rows ``index`` (concatenated) and those rows' lengths."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        lengths = self.lengths[index]
+        starts = self.offsets[index]
+        new_starts = torch.cumsum(lengths, 0) - lengths
+        within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(new_starts, lengths)
+        return torch.repeat_interleave(starts, lengths) + within, lengths
+
+    def subset(self, index: torch.Tensor) -> "TokenizedTexts":
+        """Rows ``index``."""
+        pos, lengths = self._gather(index)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
+        type_ids = self.type_ids[pos] if self.type_ids is not None else None
+        return TokenizedTexts(self.ids[pos], offsets, type_ids, self.pad_id)
+
+    def batch(self, index: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``index`` padded to the longest of them."""
+        pos, lengths = self._gather(index)
+        width = int(lengths.max()) if len(lengths) else 0
+        mask = torch.arange(width) < lengths[:, None]
+        input_ids = torch.full((len(lengths), width), self.pad_id, dtype=torch.long)
+        input_ids[mask] = self.ids[pos].long()
+        out = {"input_ids": input_ids, "attention_mask": mask.long()}
+        if self.type_ids is not None:
+            token_type_ids = torch.zeros_like(input_ids)
+            token_type_ids[mask] = self.type_ids[pos].long()
+            out["token_type_ids"] = token_type_ids
+        return out
+
+    @staticmethod
+    def concat(parts: Sequence["TokenizedTexts"]) -> "TokenizedTexts":
+        """The rows of every part, in order (parts must agree on the tokenizer)."""
+        offsets, total = [torch.zeros(1, dtype=torch.long)], 0
+        for p in parts:
+            offsets.append(p.offsets[1:] + total)
+            total += int(p.offsets[-1])
+        has_types = all(p.type_ids is not None for p in parts)
+        type_ids = torch.cat([p.type_ids for p in parts]) if has_types else None
+        return TokenizedTexts(torch.cat([p.ids for p in parts]), torch.cat(offsets), type_ids, parts[0].pad_id)
