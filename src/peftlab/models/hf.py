@@ -41,7 +41,12 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: s
         name_or_path = str(path)
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError("model.dtype", f"must be null or one of {', '.join(DTYPES)}; got {dtype!r}")
-    kwargs = {"dtype": DTYPES[dtype]} if dtype else {}
+    kwargs = {}
+    if dtype:  # transformers < 4.56 calls it torch_dtype
+        import transformers
+
+        newer = tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56)
+        kwargs["dtype" if newer else "torch_dtype"] = DTYPES[dtype]
     try:
         return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
     except ValueError as err:
@@ -74,8 +79,12 @@ class HFBackbone(nn.Module):
         self.pooling = pooling
         self.model = load_pretrained(self.name_or_path, trust_remote_code, dtype)
         if gradient_checkpointing:
-            # non-reentrant checkpointing also works when the embeddings are frozen (adapters, BitFit)
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # non-reentrant checkpointing also works when the embeddings are frozen (adapters, BitFit);
+            # transformers >= 5 renamed the call (the old name still works there, with a warning)
+            if hasattr(self.model, "activation_checkpointing_enable"):
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.out_dim = int(self.model.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
