@@ -128,3 +128,11 @@ def test_local_file_source_reads_csv_and_jsonl(tmp_path, suffix):
     assert tuple(batch["y"].shape) == (8, 2)
     x, y = batch["inputs"], batch["y"]
     assert torch.allclose(y[:, 1], x[:, 0] * 2.0)
+
+
+def test_mixed_batches_have_exactly_the_batch_size():
+    sampler = MixedTaskBatches([torch.arange(0, 5), torch.arange(5, 40)], [0.5, 0.5], batch_size=8, seed=0)
+    sizes = [len(b) for b in sampler]
+    assert sizes == [8] * len(sampler)  # a task with 5 rows fills its batch by reshuffling
+    halves = [list(MixedTaskBatches([torch.arange(0, 5), torch.arange(5, 40)], [0.5, 0.5], 4, seed=0, rank=r, world_size=2)) for r in range(2)]
+    assert all(len(b) == 4 for h in halves for b in h)

@@ -153,13 +153,14 @@ class MixedTaskBatches(_EpochSampler):
         step = self.batch_size * self.world_size
         for _ in range(len(self)):
             t = int(torch.multinomial(self.probs, 1, generator=gen))
-            chunk = []
-            while len(chunk) < step:
+            chunk, filled = [], 0  # pieces of the batch; a stream that runs out is reshuffled
+            while filled < step:
                 if cursors[t] == len(streams[t]):
                     streams[t], cursors[t] = self._shuffled(self.task_indices[t], gen), 0
-                take = min(step - len(chunk), len(streams[t]) - cursors[t])
+                take = min(step - filled, len(streams[t]) - cursors[t])
                 chunk.append(streams[t][cursors[t] : cursors[t] + take])
                 cursors[t] += take
+                filled += take
             yield _rank_slice(torch.cat(chunk), self.rank, self.world_size)
 
 
