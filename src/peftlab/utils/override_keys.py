@@ -18,7 +18,22 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from peftlab.utils.group_options import group_options, parse_overrides
 
-_MISSING = object()
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether dotted ``key`` exists in ``cfg`` (a ``???`` value counts; unsure cases count too)."""
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none() and not node._is_interpolation():
+            if part not in node.keys():
+                return False
+            node = node._get_node(part)
+        elif isinstance(node, ListConfig) and not node._is_missing() and not node._is_none() and not node._is_interpolation():
+            if not (part.isdigit() and int(part) < len(node)):
+                return False
+            node = node._get_node(int(part))
+        else:
+            return True  # a scalar, interpolation or missing node: leave it to Hydra
+    return True
 
 
 def all_keys(cfg, prefix: str = "") -> list[str]:
@@ -59,7 +74,7 @@ def unknown_override_key(config_dir: str, config_name: str, args: Sequence[str])
     if cfg is None:
         return None
     for key in checked:
-        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False) is _MISSING:
+        if not has_key(cfg, key):
             return f"{key}: not a config key; {_hint(cfg, key)}"
     return None
 
