@@ -294,6 +294,9 @@ class PruningCallback(L.Callback):
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
 
+    def _resolved(self) -> bool:
+        return all(isinstance(v, int) for v in (self.schedule.start_step, self.schedule.end_step, self.schedule.every_n_steps))
+
     # ------------------------------------------------------------ report
     def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
         """Per-layer sparsity, unit sparsity, schedule history, rank agreement and a bar-chart PNG."""
@@ -309,5 +312,7 @@ class PruningCallback(L.Callback):
         )
         plot = Path(run_dir) / "sparsity_per_layer.png"
         if rank_zero_only.rank == 0:
-            write_sparsity_plot(report["layers"], plot)
+            last = max([self.schedule.end_step] + [h[0] for h in self.history])
+            target = [(t, self.schedule.sparsity_at(t)) for t in range(0, last + 1)] if self._resolved() else None
+            write_sparsity_plot(report["layers"], plot, history=self.history, target=target)
         return {"pruning": report, "sparsity_plot": str(plot)}

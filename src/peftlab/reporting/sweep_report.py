@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +111,16 @@ def failed_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["status"] != "completed"]
 
 
+def short_label(overrides: str) -> str:
+    """One line per swept override, each key shortened to its last part when that stays unique."""
+    pairs = [o.split("=", 1) for o in overrides.split() if "=" in o]
+    leaves = [k.rsplit(".", 1)[-1].rsplit("/", 1)[-1] for k, _ in pairs]
+    unique = len(set(leaves)) == len(leaves)
+    return "\n".join(f"{leaf if unique else k}={v}" for (k, v), leaf in zip(pairs, leaves))
+
+
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Score, and sparsity where it varies, of every completed job (labels wrapped, never cut)."""
+    """Score of every completed job (bars), and its sparsity in a panel below where it varies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,24 +129,31 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     done = [r for r in rows if "score" in r]
     if not done:
         return
-    labels = ["\n".join(textwrap.wrap(r["overrides"] or f"job {r['job']}", 28, break_on_hyphens=False)) or f"job {r['job']}" for r in done]
-    rotate = len(done) > 4
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(done) + 2), 4.5), layout="constrained")
+    labels = [short_label(r["overrides"]) or f"job {r['job']}" for r in done]
+    with_sparsity = len({round(r["sparsity"], 4) for r in done}) > 1
+    width = max(6.0, 1.2 * len(done) + 2)
+    if with_sparsity:
+        fig, (ax, low_ax) = plt.subplots(2, 1, figsize=(width, 6), sharex=True, height_ratios=[3, 1.3], layout="constrained")
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.5), layout="constrained")
     x = list(range(len(done)))
-    bars = ax.bar(x, [r["score"] for r in done], color="tab:blue", label="test score")
-    ax.bar_label(bars, fmt="%.3f", fontsize=8, label_type="center", color="white")
-    ax.set_xticks(x, labels, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=7)
+    scores = [r["score"] for r in done]
+    bars = ax.bar(x, scores, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
     ax.set_ylabel("test score (mean main metric)")
-    low = min(r["score"] for r in done)
-    ax.set_ylim(max(0.0, low - 0.1), 1.0 if max(r["score"] for r in done) <= 1 else None)
-    if len({round(r["sparsity"], 4) for r in done}) > 1:
-        twin = ax.twinx()
-        twin.plot(x, [r["sparsity"] for r in done], "D", color="tab:red", label="sparsity")
-        twin.set_ylabel("sparsity (red diamonds)", color="tab:red")
-        twin.set_ylim(0, 1.05)
+    top = 1.0 if max(scores) <= 1 else max(scores) * 1.05
+    ax.set_ylim(max(0.0, min(scores) - 0.1), top + 0.04 * top)
     failed = failed_jobs(rows)
-    title = "sweep: test score per job" + (f" ({len(failed)} of {len(rows)} jobs failed, not shown)" if failed else "")
-    ax.set_title(title)
+    ax.set_title("sweep: test score per job" + (f" ({len(failed)} of {len(rows)} jobs failed, not shown)" if failed else ""))
+    bottom = ax
+    if with_sparsity:
+        sp = low_ax.bar(x, [r["sparsity"] for r in done], color="tab:red")
+        low_ax.bar_label(sp, fmt="%.2f", fontsize=8, padding=2)
+        low_ax.set_ylim(0, 1.2)
+        low_ax.set_ylabel("sparsity")
+        bottom = low_ax
+    long_labels = max(len(line) for label in labels for line in label.splitlines()) * len(done) > 110
+    bottom.set_xticks(x, labels, fontsize=8, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
