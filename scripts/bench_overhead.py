@@ -2,7 +2,7 @@
 
 Both train the same digits MLP (64-256-256, 3 heads, batch 64) on the same batches with AdamW,
 equal task weights and global-norm clipping at 1.0. Epochs of each are interleaved and the
-median time per optimizer step is compared, as in ../shared/PEER-FIGURES.md (Lightning's own
+median time per optimizer step is compared, as in docs/peer-figures.md (Lightning's own
 overhead there: 1.31x automatic, 1.23x manual optimisation).
 
     python scripts/bench_overhead.py [--epochs 30] [--threads 2]
@@ -78,7 +78,7 @@ def main() -> None:
     raw, ours = statistics.median(raw_ms[1:]), statistics.median(timer.per_step_ms[1:])
     print(f"hand-written loop : {raw:.3f} ms/step (median of {len(raw_ms) - 1} epochs)")
     print(f"peftlab (Lightning): {ours:.3f} ms/step (median of {len(timer.per_step_ms) - 1} epochs)")
-    print(f"overhead ratio     : {ours / raw:.2f}x   (plain Lightning, automatic optimisation: 1.31x in PEER-FIGURES.md)")
+    print(f"overhead ratio     : {ours / raw:.2f}x   (plain Lightning, automatic optimisation: 1.31x in docs/peer-figures.md)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Pruning benchmark: what pruning buys at inference, and what it costs during training.
 
-    python scripts/bench_pruning.py [--quick] [--accuracy] [--no-write]
+    python scripts/bench_pruning.py [--quick] [--accuracy] [--write]
 
 Side by side in one run (medians of interleaved repeats, one intra-op thread):
 1. inference latency of the exported (physically smaller) model vs dense at 25/50/75 %
@@ -11,7 +11,7 @@ Side by side in one run (medians of interleaved repeats, one intra-op thread):
    (global L1, amount 0.5) vs no pruning, on the digits MLP;
 4. with --accuracy: mean test accuracy over 3 seeds, dense vs 95 % unstructured vs 75 %
    structured (full default runs of strategy=prune_share).
-Writes the `pruning` section of docs/benchmarks.md (unless --no-write).
+Prints its tables; with --write it also rewrites the `pruning` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ def markdown(structured, csr, overhead, accuracy, quick: bool, seconds: float) -
     lines.append("")
     lines.append(f"The callback's own work per step (re-zeroing pruned weights with one fused multiply, schedule check) measured alone: "
                  f"{overhead['hook_us']:.1f} µs, {overhead['hook_us'] / 1e3 / overhead['none']['median_ms']:.2%} of the median step above "
-                 f"and {overhead['hook_us'] / 1270:.2%} of the 1.27 ms raw PyTorch step of PEER-FIGURES.md; the step-ratio columns also carry the machine's noise (other jobs share its 2 cores).")
-    lines.append("PEER-FIGURES.md: Lightning ModelPruning costs 1.13× per step (1.17× per epoch) on this model.")
+                 f"and {overhead['hook_us'] / 1270:.2%} of the 1.27 ms raw PyTorch step in [peer-figures.md](peer-figures.md); the step-ratio columns also carry the machine's noise (other jobs share its 2 cores).")
+    lines.append("[peer-figures.md](peer-figures.md): Lightning ModelPruning costs 1.13× per step (1.17× per epoch) on this model.")
     if accuracy:
         lines += ["", "**Accuracy (digits, default 30-epoch runs, mean test accuracy of the 3 tasks, seeds 1-3)**", "",
                   "| setting | reached sparsity | per seed (%) | mean (%) | vs dense (points) |", "|---|---|---|---|---|"]
@@ -285,7 +285,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and 2 BERT layers (about a minute)")
     p.add_argument("--accuracy", action="store_true", help="also run the 3-seed accuracy comparison (9 full runs)")
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    p.add_argument("--write", action="store_true", help="also rewrite the pruning section of docs/benchmarks.md (default: print only)")
     args = p.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -298,7 +298,7 @@ def main() -> None:
     accuracy = bench_accuracy() if args.accuracy else None
     text = markdown(structured, csr, overhead, accuracy, args.quick, time.perf_counter() - start)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_benchmark_section("pruning", text, ROOT / "docs" / "benchmarks.md")
 
 

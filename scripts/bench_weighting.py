@@ -16,7 +16,7 @@ peak during the steps. The process holds every method's model at once, so the ab
 number includes the other models (and their optimizer state); the *difference* to equal
 weighting is what the method itself needs at its peak (per-task gradients, retained graphs).
 
-    python scripts/bench_weighting.py                     # both models, writes docs/benchmarks.md
+    python scripts/bench_weighting.py                     # both models, prints the table (--write: into docs/benchmarks.md)
     python scripts/bench_weighting.py --bert-steps 1 --bert-rounds 1   # quicker BERT part
     python scripts/bench_weighting.py --no-bert           # digits only
 """
@@ -45,7 +45,7 @@ from peftlab.reporting.benchmark_doc import write_benchmark_section
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "gradnorm:representation", "pcgrad", "pcgrad:representation", "cagrad", "mgda", "mgda:representation", "imtl", "imtl:representation"]
 LOSS_ONLY = {"fixed", "uncertainty", "dwa", "rlw", "famo"}
-# LibMTL's ratios from ../shared/PEER-FIGURES.md (3 tasks, same machine kind): (digits, BERT, BERT peak RSS)
+# LibMTL's ratios from docs/peer-figures.md (3 tasks, same machine kind): (digits, BERT, BERT peak RSS)
 LIBMTL = {
     "uncertainty": ("1.08", "1.00", "2.9 GB"), "dwa": ("1.05", "1.02", "2.9 GB"), "famo": ("1.40", "1.32", "3.0 GB"),
     "gradnorm": ("2.66", "5.78", "7.7 GB"), "gradnorm:representation": ("1.70", "1.02", "3.0 GB"), "pcgrad": ("2.36", "4.72", "6.0 GB"),
@@ -200,7 +200,7 @@ def main() -> None:
     p.add_argument("--bert-rounds", type=int, default=2, help="interleaved rounds (BERT)")
     p.add_argument("--no-bert", action="store_true", help="skip the BERT-shaped model")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
+    p.add_argument("--write", action="store_true", help="also rewrite the weighting section of docs/benchmarks.md (default: print only)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
@@ -214,7 +214,7 @@ def main() -> None:
     if not args.no_bert:
         models, loader = bert_models(methods)
         bert = measure(models, loader, args.bert_steps, args.bert_rounds, memory=True)
-    cmd = "python scripts/bench_weighting.py " + " ".join(sys.argv[1:])
+    cmd = "python scripts/bench_weighting.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
     n_d = digits["equal"]["n"]
     n_b = bert["equal"]["n"] if bert else 0
     text = f"""## Weighting methods: step time and memory relative to equal weighting
@@ -235,11 +235,11 @@ How to read it:
   needs on top of a plain step. Parameter mode stores T × shared parameters in float32 (3 × 85 M × 4 B ≈ 1.0 GB for the
   BERT encoder without embeddings' unused rows; the embedding matrix is included: 3 × 109 M × 4 B ≈ 1.3 GB) — the same
   matrix LibMTL builds; representation mode stores T × batch × 768 floats (tiny) and backpropagates once through the encoder.
-- LibMTL columns are copied from PEER-FIGURES.md (its BERT run used seq 64; ours seq 128).
+- LibMTL columns are copied from [peer-figures.md](peer-figures.md) (its BERT run used seq 64; ours seq 128).
 - `fixed` (α = 1) does the same work as `equal`: the gap between the two is this run's noise floor.
 """
     print(text)
-    if not args.no_write:
+    if args.write:
         write_benchmark_section("weighting", text, ROOT / "docs" / "benchmarks.md")
 
 

@@ -68,9 +68,43 @@ def test_run_reaches_the_schedule(make_cfg):
     assert all(v["sparsity"] == pytest.approx(0.6, abs=1e-3) for v in assif.values())
 
 
-def test_epoch_bounds_convert_to_steps():
-    s = Schedule("cubic", 0, 10, 5, 0.0, 0.5).with_steps_per_epoch(20, start_epoch=5, end_epoch=20)
-    assert (s.start_step, s.end_step) == (100, 400)
+def test_fractions_of_the_run_become_steps():
+    s = Schedule("cubic", 0.1667, 0.6667, 0.0333, 0.0, 0.5).resolve(600)
+    assert (s.start_step, s.end_step, s.every_n_steps) == (100, 400, 20)
+    short = Schedule("cubic", 0.1667, 0.6667, 0.0333, 0.0, 0.5).resolve(60)
+    assert (short.start_step, short.end_step, short.every_n_steps) == (10, 40, 2)
+    tiny = Schedule("cubic", 0.4, 0.6, 0.0333, 0.0, 0.5).resolve(2)  # both round to step 1
+    assert (tiny.start_step, tiny.end_step, tiny.every_n_steps) == (1, 2, 1)
+    mixed = Schedule("linear", 10, 0.5, 5, 0.0, 0.5).resolve(100)  # an int stays a step
+    assert (mixed.start_step, mixed.end_step) == (10, 50)
+
+
+@pytest.mark.parametrize(
+    "args, total, key, text",
+    [
+        (("cubic", 0.1, 1.5, 5), 100, "strategy.pruning.end_step", "a float is a fraction"),
+        (("cubic", 0.1, 0.5, 5), float("inf"), "strategy.pruning.start_step", "no step limit"),
+        (("cubic", 10, 500, 5), 100, "strategy.pruning.end_step", "must be <= the run's 100 optimizer steps"),
+        (("cubic", 0.5, 40, 5), 100, "strategy.pruning.end_step", "must be > start_step (50)"),
+        (("cubic", 0.1, 0.5, True), 100, "strategy.pruning.every_n_steps", "got True"),
+    ],
+)
+def test_bad_fractions_name_the_key(args, total, key, text):
     with pytest.raises(ConfigError) as err:
-        Schedule("cubic", 0, 10, 5, 0.0, 0.5).with_steps_per_epoch(20, start_epoch=5, end_epoch=5)
-    assert err.value.key == "strategy.pruning.end_step"
+        Schedule(*args, 0.0, 0.5).resolve(total)
+    assert err.value.key == key and text in str(err.value)
+
+
+def test_fractional_schedule_needs_resolving():
+    with pytest.raises(RuntimeError, match="resolve"):
+        Schedule("cubic", 0.1, 0.5, 5).sparsity_at(3)
+
+
+def test_iterative_jump_to_final_sparsity_is_documented_and_warned(make_cfg):
+    it = Schedule("iterative", 0, 30, 10, 0.0, 0.5, amount=0.1)
+    assert it.iterative_shortfall() == pytest.approx(0.2)  # updates at 0, 10, 20 reach 0.3 only
+    assert [it.sparsity_at(t) for t in (0, 10, 20, 30)] == pytest.approx([0.1, 0.2, 0.3, 0.5])
+    assert Schedule("iterative", 0, 30, 10, 0.0, 0.3, amount=0.1).iterative_shortfall() == 0.0
+    cfg = make_cfg(*SHORT, "strategy.pruning.schedule=iterative", "strategy.pruning.amount=0.1")
+    with pytest.warns(UserWarning, match="jumps to final_sparsity=0.5"):
+        train(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -11,15 +12,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
+from peftlab.utils.framework_noise import quiet_framework_noise
 from peftlab.utils.group_options import unknown_group_option
+from peftlab.utils.override_keys import unknown_override_key
 from peftlab.utils.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 register_resolvers()
+log = logging.getLogger(__name__)
 
 
-def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run a recipe; on failure record it in metrics.json, and turn bad config into one line + exit 2."""
+def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    """Run a recipe; on failure record it in metrics.json.
+
+    A single run turns bad config into one ``error:`` line and exit status 2 (other errors
+    propagate). A job of a multirun never stops the sweep: its failure is recorded, one line is
+    printed (the traceback of an unexpected error goes to the job's log) and None is returned,
+    so the remaining jobs run and the sweep report lists it.
+    """
     try:
         return recipe(cfg)
     except Exception as exc:
@@ -29,6 +39,12 @@ def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig)
         if _is_rank_zero() and not (Path(run_dir) / METRICS_FILE).exists():
             config = OmegaConf.to_container(cfg, resolve=False)
             write_metrics(run_dir, failure_payload(run_dir, config_error or exc, config))
+        if _in_multirun():
+            if config_error is None:
+                log.error("job failed", exc_info=exc)
+            line = " ".join(str(config_error or exc).split()) or type(exc).__name__
+            print(f"error: job {Path(run_dir).name}: {line}", file=sys.stderr)
+            return None
         if config_error is not None:
             print(f"error: {config_error}", file=sys.stderr)
             sys.exit(2)
@@ -52,18 +68,21 @@ def _is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def _quiet_duplicate_lightning_logs() -> None:
-    """Lightning adds its own console handler at import; Hydra's root handlers already print."""
-    import logging
+def _in_multirun() -> bool:
+    """Whether this job is one of a ``-m`` sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _check_group_options() -> None:
-    message = unknown_group_option(CONFIG_DIR, sys.argv[1:])
+def _check_overrides(config_name: str) -> None:
+    """One-line errors for unknown group options and mistyped keys, before Hydra runs.
+
+    These checks only ever add a clearer message for an override Hydra would reject anyway.
+    """
+    args = sys.argv[1:]
+    message = unknown_group_option(CONFIG_DIR, args) or unknown_override_key(CONFIG_DIR, config_name, args)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -73,26 +92,27 @@ def _check_group_options() -> None:
 def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.train import train
 
-    _quiet_duplicate_lightning_logs()
+    quiet_framework_noise()
     metrics = run_guarded(train, cfg)
-    return metrics["optimized_metric"]["value"]
+    return metrics["optimized_metric"]["value"] if metrics else None
 
 
 @hydra.main(version_base="1.3", config_name="eval", config_path=CONFIG_DIR)
-def _eval_main(cfg: DictConfig) -> float:
+def _eval_main(cfg: DictConfig) -> float | None:
     from peftlab.evaluate import evaluate
 
-    _quiet_duplicate_lightning_logs()
-    return run_guarded(evaluate, cfg)["score"]
+    quiet_framework_noise(evaluating=True)
+    metrics = run_guarded(evaluate, cfg)
+    return metrics["score"] if metrics else None
 
 
 def train_entry() -> None:
     """``python train.py [overrides]``: train; returns ``optimized_metric`` to Hydra sweepers."""
-    _check_group_options()
+    _check_overrides("train")
     _train_main()
 
 
 def eval_entry() -> None:
     """``python eval.py ckpt_path=...``: test a checkpoint."""
-    _check_group_options()
+    _check_overrides("eval")
     _eval_main()

@@ -31,6 +31,8 @@ def load_training_config(ckpt_path: str) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split it was trained with; return ``metrics.json``'s contents."""
     run_dir = Path(cfg.paths.output_dir)
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ConfigError("ckpt_path", "required: the checkpoint to test, e.g. python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
     train_cfg = load_training_config(cfg.ckpt_path)
     datamodule = build_datamodule(train_cfg)
     model = build_model(train_cfg)

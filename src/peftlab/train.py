@@ -12,9 +12,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
+from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.alpha_trajectory import AlphaTrajectory
 from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
+from peftlab.utils.checkpoint_mismatch import checkpoint_mismatch
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
 from peftlab.utils.rng_state import RngStateInCheckpoint
 from peftlab.utils.step_timer import StepTimer
@@ -23,6 +25,8 @@ from peftlab.utils.step_timer import StepTimer
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the configured multi-task model and return the contents of ``metrics.json``."""
     run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError("ckpt_path", f"file not found: {cfg.ckpt_path}; resume from a checkpoint of an earlier run, e.g. <run dir>/checkpoints/last.ckpt")
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
@@ -37,7 +41,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(resolved)
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except RuntimeError as exc:  # a checkpoint of another model: say which config key differs
+        raise checkpoint_mismatch(exc, cfg.get("ckpt_path"), _saved_config(cfg.get("ckpt_path")), resolved) or exc
     fit_s = time.perf_counter() - start
 
     ckpt_path = _checkpoint_to_test(trainer)
@@ -59,6 +66,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     report_run(run_dir, metrics, sharing_comparison(model))
     _finish_loggers(trainer)
     return metrics
+
+
+def _saved_config(ckpt_path: str | None) -> dict | None:
+    """The config stored in a peftlab checkpoint (None without one)."""
+    from peftlab.evaluate import load_training_config
+
+    try:
+        return OmegaConf.to_container(load_training_config(ckpt_path)) if ckpt_path else None
+    except Exception:
+        return None
 
 
 def _checkpoint_to_test(trainer: L.Trainer) -> str | None:

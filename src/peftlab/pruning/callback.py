@@ -1,5 +1,5 @@
-"""The pruning callback: selects prunable weights, follows a schedule in optimizer steps, keeps
-masks as buffers, checkpoints its own state, and reports sparsity."""
+"""The pruning callback: selects prunable weights, follows a schedule in optimizer steps (or
+fractions of the run), keeps masks as buffers, checkpoints its own state, and reports sparsity."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
 from peftlab.pruning.masks import apply_masks, attach_mask, get_mask
 from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
-from peftlab.pruning.schedules import Schedule
+from peftlab.pruning.schedules import Schedule, check_step_or_fraction, to_steps
 from peftlab.pruning.selection import Target, select_targets
 from peftlab.pruning.structure import UnitGroup, find_groups
 
@@ -33,12 +33,13 @@ class PruningCallback(L.Callback):
         criterion: a :class:`~peftlab.pruning.criteria.Criterion` (magnitude, global_magnitude,
             random, movement, neurons, heads).
         schedule, start_step, end_step, every_n_steps, initial_sparsity, final_sparsity, amount:
-            see :class:`~peftlab.pruning.schedules.Schedule` (all in optimizer steps).
-        start_epoch, end_epoch: optional epoch bounds, converted to steps when training starts.
+            see :class:`~peftlab.pruning.schedules.Schedule`; step bounds are an int (optimizer
+            step) or a float in [0, 1] (fraction of the run's optimizer steps).
         scope, module_types, include, exclude, parameters: what is prunable
             (:func:`~peftlab.pruning.selection.select_targets`).
-        rewind_step: lottery-ticket rewinding: snapshot the weights after this many steps and
-            reset the survivors to it once the final sparsity is reached (null: off).
+        rewind_step: lottery-ticket rewinding: snapshot the weights after this many steps (int, or
+            a fraction of the run) and reset the survivors to it once the final sparsity is
+            reached (null: off).
         best_at_final_sparsity: only let ModelCheckpoint pick a "best" checkpoint once the final
             sparsity is reached (last.ckpt is still written every time).
     """
@@ -47,31 +48,27 @@ class PruningCallback(L.Callback):
         self,
         criterion: Criterion | None = None,
         schedule: str = "cubic",
-        start_step: int = 0,
-        end_step: int = 100,
-        every_n_steps: int = 10,
+        start_step: int | float = 0,
+        end_step: int | float = 100,
+        every_n_steps: int | float = 10,
         initial_sparsity: float = 0.0,
         final_sparsity: float = 0.5,
         amount: float | None = None,
-        start_epoch: float | None = None,
-        end_epoch: float | None = None,
         scope: str | None = "body",
         module_types: Sequence[str] = ("Linear", "Conv1d", "Conv2d"),
         include: str | None = None,
         exclude: str | None = None,
         parameters: Sequence[str] = ("weight",),
-        rewind_step: int | None = None,
+        rewind_step: int | float | None = None,
         best_at_final_sparsity: bool = True,
     ):
         self.criterion = criterion or Magnitude()
         self.schedule = Schedule(schedule, start_step, end_step, every_n_steps, initial_sparsity, final_sparsity, amount, KEY)
-        self.start_epoch, self.end_epoch = start_epoch, end_epoch
         self.selection = dict(scope=scope, module_types=list(module_types), include=include, exclude=exclude, parameters=list(parameters))
-        if rewind_step is not None and (not isinstance(rewind_step, int) or rewind_step < 0):
-            raise ConfigError(f"{KEY}.rewind_step", f"must be null or an integer >= 0; got {rewind_step}")
-        if rewind_step is not None and rewind_step > self.schedule.end_step:
-            raise ConfigError(f"{KEY}.rewind_step", f"must be <= end_step ({self.schedule.end_step}): weights are rewound once pruning ends; got {rewind_step}")
-        self.rewind_step = rewind_step
+        if rewind_step is not None:
+            check_step_or_fraction(f"{KEY}.rewind_step", rewind_step)
+            self._check_rewind(rewind_step, self.schedule.end_step)
+        self.rewind_step = self.rewind_bound = rewind_step
         self.best_at_final_sparsity = best_at_final_sparsity
         # state (checkpointed)
         self.last_update_step = -1
@@ -161,23 +158,41 @@ class PruningCallback(L.Callback):
         return step >= self.schedule.end_step and self.last_update_step >= self.schedule.end_step
 
     # ------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Convert epoch bounds to steps, check the schedule fits the run, apply the (restored) masks."""
-        # schedules count optimizer steps: with gradient accumulation (Lightning's, or the
-        # per-task-gradient step's own, pl_module.accumulate_grad_batches) an epoch has fewer
-        own = 1 if pl_module.automatic_optimization else int(getattr(pl_module, "accumulate_grad_batches", 1))
-        accumulate = max(own, int(trainer.accumulate_grad_batches))
-        steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accumulate))
-        if self.start_epoch is not None or self.end_epoch is not None:
-            self.schedule.with_steps_per_epoch(steps_per_epoch, self.start_epoch, self.end_epoch)
+    @staticmethod
+    def _check_rewind(rewind, end) -> None:
+        if type(rewind) is type(end) and rewind > end:
+            raise ConfigError(f"{KEY}.rewind_step", f"must be <= end_step ({end}): weights are rewound once pruning ends; got {rewind}")
+
+    @staticmethod
+    def run_optimizer_steps(trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+        """The run's optimizer steps (``trainer.estimated_stepping_batches``; inf without a limit)."""
         total = trainer.estimated_stepping_batches
-        if own > 1 and trainer.max_epochs and trainer.max_epochs > 0:
+        # the per-task-gradient path accumulates itself (pl_module.accumulate_grad_batches; the
+        # trainer gets 1 since Lightning forbids accumulation under manual optimisation), so
+        # Lightning's estimate counts micro-batches there: count optimizer steps instead
+        accumulate = 1 if pl_module.automatic_optimization else int(getattr(pl_module, "accumulate_grad_batches", 1) or 1)
+        if accumulate > 1 and trainer.max_epochs and trainer.max_epochs > 0:
+            steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accumulate))
             by_epochs = steps_per_epoch * trainer.max_epochs
             total = min(by_epochs, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else by_epochs
+        return float(total)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Turn fractions into steps of this run, check the schedule fits, apply the (restored) masks."""
+        total = self.run_optimizer_steps(trainer, pl_module)
+        self.schedule.resolve(total)
+        if self.rewind_bound is not None:
+            self.rewind_step = to_steps(self.rewind_bound, total, f"{KEY}.rewind_step")
+            self._check_rewind(self.rewind_step, self.schedule.end_step)
+        shortfall = self.schedule.iterative_shortfall()
+        if shortfall > 0:
+            rank_zero_warn(
+                f"{KEY}: schedule=iterative adds amount={self.schedule.amount} every {self.schedule.every_n_steps} steps and reaches only "
+                f"{self.schedule.final_sparsity - shortfall:.3f} before end_step={self.schedule.end_step}; the update at end_step jumps to "
+                f"final_sparsity={self.schedule.final_sparsity} (raise amount or lower every_n_steps for an even ramp)"
+            )
         if self.rewind_step == 0 and self.rewind_weights is None and trainer.global_step == 0:
             self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
-        if total != float("inf") and self.schedule.end_step > total:
-            raise ConfigError(f"{KEY}.end_step", f"must be <= the run's {int(total)} optimizer steps (trainer.max_epochs × batches per epoch); got {self.schedule.end_step}")
         apply_masks(self.masked)
         self._maybe_update(trainer, pl_module, trainer.global_step)  # e.g. one_shot at step 0
 
@@ -279,6 +294,9 @@ class PruningCallback(L.Callback):
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
 
+    def _resolved(self) -> bool:
+        return all(isinstance(v, int) for v in (self.schedule.start_step, self.schedule.end_step, self.schedule.every_n_steps))
+
     # ------------------------------------------------------------ report
     def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
         """Per-layer sparsity, unit sparsity, schedule history, rank agreement and a bar-chart PNG."""
@@ -294,5 +312,7 @@ class PruningCallback(L.Callback):
         )
         plot = Path(run_dir) / "sparsity_per_layer.png"
         if rank_zero_only.rank == 0:
-            write_sparsity_plot(report["layers"], plot)
+            last = max([self.schedule.end_step] + [h[0] for h in self.history])
+            target = [(t, self.schedule.sparsity_at(t)) for t in range(0, last + 1)] if self._resolved() else None
+            write_sparsity_plot(report["layers"], plot, history=self.history, target=target)
         return {"pruning": report, "sparsity_plot": str(plot)}

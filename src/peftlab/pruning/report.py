@@ -37,21 +37,37 @@ def ranks_agree(masks: list[torch.Tensor]) -> bool:
     return len(set(gathered)) == 1
 
 
-def write_sparsity_plot(layers: dict, path: Path) -> None:
-    """A horizontal bar chart of per-layer sparsity."""
+def write_sparsity_plot(layers: dict, path: Path, history: list | None = None, target: list | None = None) -> None:
+    """Per-layer sparsity at the end (bars) and, given ``history``, sparsity over optimizer steps.
+
+    ``history`` is ``[(step, measured sparsity), ...]`` at every mask update and ``target`` the
+    schedule's ``[(step, target sparsity), ...]``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(layers)
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
+    height = max(3.0, 0.4 * len(names) + 1.4)
+    if history:
+        fig, (ax, over) = plt.subplots(1, 2, figsize=(12, height), layout="constrained")
+    else:
+        fig, ax = plt.subplots(figsize=(7, height), layout="constrained")
     ax.barh(names, [layers[n]["sparsity"] for n in names], color="tab:blue")
     ax.set_xlim(0, 1)
     ax.set_xlabel("sparsity (zeros / weights)")
-    ax.set_title("per-layer sparsity")
+    ax.set_title("per-layer sparsity at the end")
     ax.invert_yaxis()
-    fig.tight_layout()
+    if history:
+        if target:
+            over.plot([t[0] for t in target], [t[1] for t in target], color="0.6", linewidth=1.5, label="schedule target")
+        over.step([h[0] for h in history], [h[1] for h in history], "o-", where="post", color="tab:red", markersize=3, label="measured (mask updates)")
+        over.set_ylim(0, 1)
+        over.set_xlabel("optimizer step")
+        over.set_ylabel("sparsity")
+        over.set_title("sparsity over training")
+        over.legend(loc="lower right")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -44,17 +44,36 @@ class AlphaTrajectory(L.Callback):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, values in self.history.items():
-            ax.plot(self.steps, values, label=name)
+        groups = identical_series(self.history)
+        constant = all(max(v) - min(v) < 1e-12 for v in self.history.values())
+        styles = ["-", "--", ":", "-."]
+        for i, names in enumerate(groups):
+            # tasks with the very same α share one line and one legend entry ("digit = parity"),
+            # so equal weights do not hide each other
+            ax.plot(self.steps, self.history[names[0]], styles[i % len(styles)], label=" = ".join(names), linewidth=1.8)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("effective task weight α")
-        ax.set_title(f"α per task ({type(model.weighting).__name__})")
+        kind = "constant over the run" if constant else "per task"
+        ax.set_title(f"α {kind} ({type(model.weighting).__name__})")
         ax.legend()
         fig.tight_layout()
         path = Path(run_dir) / "alpha.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return {"alpha_plot": str(path)}
+
+
+def identical_series(history: dict[str, list[float]]) -> list[list[str]]:
+    """Task names grouped by identical α trajectories, in task order."""
+    groups: list[list[str]] = []
+    for name, values in history.items():
+        for group in groups:
+            if history[group[0]] == values:
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
 
 
 def trainer_is_rank_zero() -> bool:

@@ -44,14 +44,19 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
     if t:
         table.add_row("fit wall time", f"{t['fit_s']:.1f} s")
         table.add_row("train step (median)", f"{t['train_step_ms_median']:.2f} ms, {t['samples_per_s']:,.0f} samples/s")
-    table.add_row("checkpoint", str(metrics.get("ckpt_path")))
-    table.add_row("run dir", str(metrics.get("run_dir")))
     return table
 
 
+def summary_paths(metrics: dict[str, Any]) -> list[str]:
+    """``checkpoint: <path>`` and ``run dir: <path>`` lines, whole: the next commands need them."""
+    return [f"checkpoint: {metrics.get('ckpt_path')}", f"run dir:    {metrics.get('run_dir')}"]
+
+
 def print_summary(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> None:
-    """Print :func:`summary_table` to the terminal."""
+    """Print :func:`summary_table`, then the checkpoint and run-dir paths unabridged (plain lines,
+    never cut or wrapped to the terminal width, so they can be copied)."""
     Console().print(summary_table(metrics, sharing))
+    print("\n".join(summary_paths(metrics)), flush=True)
 
 
 @rank_zero_only

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,26 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+NO_METRICS = "no metrics.json: the job did not finish"
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job directories (each has ``.hydra/`` or ``metrics.json``), in job order."""
+    sweep_dir = Path(sweep_dir)
+    dirs = {p.parent for pattern in ("*/.hydra", "*/metrics.json") for p in sweep_dir.glob(pattern)}
+    return sorted(dirs, key=lambda d: _job_order(d.name))
+
 
 def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job: its overrides, status, score, per-task main metrics, sparsity, α and time."""
-    rows = []
-    for metrics_path in sorted(Path(sweep_dir).glob("*/metrics.json"), key=lambda p: _job_order(p.parent.name)):
-        job_dir = metrics_path.parent
-        metrics = json.loads(metrics_path.read_text())
+    """One row per job: its overrides, status, score, per-task main metrics, sparsity, α and time.
+
+    A failed job keeps its one-line ``error``; a job that left no ``metrics.json`` (killed, or
+    still running) is listed with status ``missing``.
+    """
+    rows, errors = [], []
+    for job_dir in job_dirs(sweep_dir):
+        path = job_dir / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.exists() else {"status": "missing", "error": NO_METRICS}
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
         row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or []), "status": metrics.get("status")}
@@ -36,11 +50,13 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             row["nonzero_params"] = metrics["params"]["nonzero"]
             for task, a in metrics["alpha"].items():
                 row[f"alpha/{task}"] = a
-            row["fit_s"] = metrics["timing"]["fit_s"]
-        else:
-            row["error"] = metrics.get("error", "")
+            row["fit_s"] = metrics.get("timing", {}).get("fit_s")
         rows.append(row)
+        errors.append(None if metrics.get("status") == "completed" else metrics.get("error", ""))
     _keep_swept_overrides(rows)
+    for row, error in zip(rows, errors):
+        if error is not None:
+            row["error"] = error  # added last so it becomes the last (longest) column
     return rows
 
 
@@ -60,15 +76,17 @@ def _job_order(name: str) -> tuple[int, str]:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
 
 def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return their paths."""
     sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a directory")
     rows = collect_rows(sweep_dir)
     if not rows:
-        raise FileNotFoundError(f"no */metrics.json under {sweep_dir}")
+        raise FileNotFoundError(f"no job directories (*/.hydra or */metrics.json) under {sweep_dir}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
     with paths["csv"].open("w", newline="") as fh:
@@ -80,13 +98,29 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
     best = max((r for r in rows if "score" in r), key=lambda r: r["score"], default=None)
     if best:
         lines += ["", f"Best score {best['score']:.4f}: job {best['job']} ({best['overrides'] or 'defaults'})."]
+    failed = failed_jobs(rows)
+    if failed:
+        lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}."]
     paths["md"].write_text("\n".join(lines) + "\n")
     _plot(rows, paths["png"])
     return paths
 
 
+def failed_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of jobs that did not complete."""
+    return [r for r in rows if r["status"] != "completed"]
+
+
+def short_label(overrides: str) -> str:
+    """One line per swept override, each key shortened to its last part when that stays unique."""
+    pairs = [o.split("=", 1) for o in overrides.split() if "=" in o]
+    leaves = [k.rsplit(".", 1)[-1].rsplit("/", 1)[-1] for k, _ in pairs]
+    unique = len(set(leaves)) == len(leaves)
+    return "\n".join(f"{leaf if unique else k}={v}" for (k, v), leaf in zip(pairs, leaves))
+
+
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Score, and sparsity where it varies, of every completed job."""
+    """Score of every completed job (bars), and its sparsity in a panel below where it varies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,30 +129,44 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     done = [r for r in rows if "score" in r]
     if not done:
         return
-    labels = [r["overrides"] or f"job {r['job']}" for r in done]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(done) + 2), 4))
-    bars = ax.bar(range(len(done)), [r["score"] for r in done], color="tab:blue")
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set_xticks(range(len(done)), labels, rotation=30, ha="right", fontsize=7)
+    labels = [short_label(r["overrides"]) or f"job {r['job']}" for r in done]
+    with_sparsity = len({round(r["sparsity"], 4) for r in done}) > 1
+    width = max(6.0, 1.2 * len(done) + 2)
+    if with_sparsity:
+        fig, (ax, low_ax) = plt.subplots(2, 1, figsize=(width, 6), sharex=True, height_ratios=[3, 1.3], layout="constrained")
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.5), layout="constrained")
+    x = list(range(len(done)))
+    scores = [r["score"] for r in done]
+    bars = ax.bar(x, scores, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
     ax.set_ylabel("test score (mean main metric)")
-    low = min(r["score"] for r in done)
-    ax.set_ylim(max(0.0, low - 0.1), 1.0 if max(r["score"] for r in done) <= 1 else None)
-    if len({round(r["sparsity"], 4) for r in done}) > 1:
-        twin = ax.twinx()
-        twin.plot(range(len(done)), [r["sparsity"] for r in done], "o--", color="tab:red")
-        twin.set_ylabel("sparsity", color="tab:red")
-        twin.set_ylim(0, 1)
-    ax.set_title("sweep: test score per job")
-    fig.tight_layout()
+    top = 1.0 if max(scores) <= 1 else max(scores) * 1.05
+    ax.set_ylim(max(0.0, min(scores) - 0.1), top + 0.04 * top)
+    failed = failed_jobs(rows)
+    ax.set_title("sweep: test score per job" + (f" ({len(failed)} of {len(rows)} jobs failed, not shown)" if failed else ""))
+    bottom = ax
+    if with_sparsity:
+        sp = low_ax.bar(x, [r["sparsity"] for r in done], color="tab:red")
+        low_ax.bar_label(sp, fmt="%.2f", fontsize=8, padding=2)
+        low_ax.set_ylim(0, 1.2)
+        low_ax.set_ylabel("sparsity")
+        bottom = low_ax
+    long_labels = max(len(line) for label in labels for line in label.splitlines()) * len(done) > 110
+    bottom.set_xticks(x, labels, fontsize=8, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 class SweepReportCallback(Callback):
-    """Hydra callback: after a multirun, writes the sweep report into the sweep directory."""
+    """Hydra callback: after a multirun, writes the sweep report into the sweep directory.
+
+    When any job failed, the multirun then exits with status 1 and ``error: N of M jobs failed``
+    (each job already printed its own error line; the report lists them).
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Join the jobs' metrics.json files (no-op when none was written)."""
+        """Join the jobs' metrics.json files (no-op when no job directory exists)."""
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             paths = write_sweep_report(sweep_dir)
@@ -126,3 +174,7 @@ class SweepReportCallback(Callback):
             return
         print(f"sweep report: {paths['md']}")
         print(paths["md"].read_text())
+        rows = collect_rows(sweep_dir)
+        failed = failed_jobs(rows)
+        if failed:
+            sys.exit(f"error: {len(failed)} of {len(rows)} jobs failed (jobs {', '.join(r['job'] for r in failed)}); see {paths['md']}")

@@ -1,8 +1,11 @@
 """One-line errors for unknown config group options, before Hydra composes anything.
 
 Hydra's own message for ``strategy=nope`` spans a dozen lines (search path included); users
-get one line naming the group and its options instead. Anything this check does not
-understand is left to Hydra.
+get one line naming the group and its options instead. This check only reads plain values and
+simple comma lists (``strategy=share,nope``); every other form of Hydra's override grammar
+(``glob(*)``, ``range``, ``choice``, ``interval``, ``tag``, ``~key``, ``+key``, ``++key``) and
+anything it does not understand is passed to Hydra untouched: it may add a clearer error, never
+a new failure.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, Override
 
 
 def group_options(config_dir: Path, group: str) -> list[str] | None:
@@ -21,22 +25,39 @@ def group_options(config_dir: Path, group: str) -> list[str] | None:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def unknown_group_option(config_dir: str, args: Sequence[str]) -> str | None:
-    """The error line for the first override that selects a missing group option, else None."""
+def parse_overrides(args: Sequence[str]) -> list[Override] | None:
+    """Hydra's parse of the ``key=value`` command-line arguments, or None if Hydra would reject them."""
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides(overrides)
     except Exception:
         return None  # Hydra reports syntax errors itself
-    for override in parsed:
-        group = override.key_or_group
-        if override.package or group.startswith("hydra"):
-            continue
-        options = group_options(Path(config_dir), group)
-        if options is None or override.is_delete():
-            continue
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
-        for value in values:
-            if value not in ("null",) and value not in options:
+
+
+def plain_values(override: Override) -> list[str] | None:
+    """The values of a plain (``a``) or simple comma-list (``a,b``) override as strings, else None."""
+    if override.is_sweep_override():
+        value = override.value()
+        if not isinstance(value, ChoiceSweep) or value.tags or value.shuffle:
+            return None  # glob, range, interval, tagged or shuffled sweeps: Hydra's business
+        return [str(v) if not isinstance(v, str) else v for v in value.list]
+    value = override.value()
+    return [value] if isinstance(value, str) else None
+
+
+def unknown_group_option(config_dir: str, args: Sequence[str]) -> str | None:
+    """The error line for the first override that selects a missing group option, else None."""
+    parsed = parse_overrides(args)
+    for override in parsed or []:
+        try:
+            group = override.key_or_group
+            if override.package or group.startswith("hydra") or override.is_delete():
+                continue
+            options = group_options(Path(config_dir), group)
+            values = plain_values(override) if options is not None else None
+        except Exception:
+            continue  # anything unexpected: leave it to Hydra
+        for value in values or []:
+            if value != "null" and value not in options:
                 return f"{group}: unknown option {value!r}; allowed: {', '.join(options)}"
     return None

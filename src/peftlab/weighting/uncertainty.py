@@ -37,9 +37,9 @@ class UncertaintyWeighting(Weighting):
         self._index = {n: i for i, n in enumerate(self.task_names)}
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Σ exp(−s_i) L_i + s_i over the tasks present."""
-        s = self.log_vars if len(losses) == len(self.task_names) else self.log_vars[[self._index[n] for n in losses]]
-        values = torch.stack(list(losses.values()))  # task order: the datamodule's, like log_vars
+        """Σ exp(−s_i) L_i + s_i over the tasks present, s_i paired with L_i by task name."""
+        s = self.log_vars[[self._index[n] for n in losses]]
+        values = torch.stack(list(losses.values()))
         return (torch.exp(-s) * values + s).sum()
 
     def alpha(self) -> dict[str, float]:
