@@ -290,7 +290,8 @@ class TaskLoRA:
 
     Args:
         r, lora_alpha, lora_dropout, target_modules: each task adapter's peft LoRA settings
-            (``target_modules: null`` lets peft pick the architecture's default, query/value for BERT).
+            (``target_modules: null``: peft's default for the architecture, query/value for BERT;
+            every ``nn.Linear`` of a network without a Hugging Face config, such as the built-in MLP).
         ranks: optional ``{task: r}`` overriding ``r`` per task (alpha scales with it: alpha/r stays).
         shared_r, shared_alpha: a LoRA shared by all tasks under the per-task ones (``shared_r: 0``: none;
             ``shared_alpha: null``: 2 × shared_r).
@@ -324,15 +325,22 @@ class TaskLoRA:
         unknown = [t for t in self.ranks if t not in task_names]
         if unknown:
             raise ConfigError(f"{KEY}.ranks", f"names task {unknown[0]!r}, which the data does not have; tasks are: {', '.join(task_names)}")
+        backbone = make_backbone()
+        targets = self.target_modules
+        adapted = getattr(backbone, "model", backbone)
+        if targets is None and getattr(adapted, "config", None) is None:
+            # peft infers targets from a Hugging Face config's model type; a plain network (the
+            # built-in MLP) has none, so every nn.Linear of it gets adapters
+            targets = [n for n, m in adapted.named_modules() if isinstance(m, nn.Linear)]
         configs = {}
         for task in task_names:
             r = int(self.ranks.get(task, self.r))
-            configs[task] = _adapter_config(r, self.lora_alpha * r / self.r, self.lora_dropout, self.target_modules, self.lora_kwargs)
+            configs[task] = _adapter_config(r, self.lora_alpha * r / self.r, self.lora_dropout, targets, self.lora_kwargs)
         shared = None
         if self.shared_r:
             alpha = self.shared_alpha if self.shared_alpha is not None else 2 * self.shared_r
-            shared = _adapter_config(self.shared_r, alpha, self.lora_dropout, self.target_modules, self.lora_kwargs)
-        return TaskLoraBody(make_backbone(), task_names, configs, shared)
+            shared = _adapter_config(self.shared_r, alpha, self.lora_dropout, targets, self.lora_kwargs)
+        return TaskLoraBody(backbone, task_names, configs, shared)
 
 
 # ----------------------------------------------------------------------- export
