@@ -100,8 +100,16 @@ def _routed_class():
             x = x.to(lora_a.weight.dtype)
             return self.lora_B[name](lora_a(self.lora_dropout[name](x))) * self.scaling[name]
 
+    TaskRoutedLinear.__qualname__ = "TaskRoutedLinear"  # picklable as peftlab.sharing.task_lora.TaskRoutedLinear
     globals()["TaskRoutedLinear"] = TaskRoutedLinear
     return TaskRoutedLinear
+
+
+def __getattr__(name: str):
+    """``TaskRoutedLinear`` on first use (unpickling included), without importing peft with peftlab."""
+    if name == "TaskRoutedLinear":
+        return _routed_class()
+    raise AttributeError(name)
 
 
 def _adapter_config(r: int, lora_alpha: float, lora_dropout: float, target_modules, extra: Mapping[str, Any]):
@@ -198,11 +206,11 @@ class TaskLoraBody(nn.Module):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The shared adapter's parameters (every task's loss depends on them); [] without one."""
-        return [p for n, p in self.named_parameters() if f".{SHARED}." in n and id(p) in self._trainable_ids]
+        return self.task_parameters(SHARED)
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        """Task ``task``'s own adapter parameters."""
-        return [p for n, p in self.named_parameters() if f".{task}." in n and (".lora_A." in n or ".lora_B." in n)]
+        """The parameters of adapter ``task`` (a task name, or the shared adapter's)."""
+        return [p for n, p in self.named_parameters() if f".lora_A.{task}." in n or f".lora_B.{task}." in n]
 
     def frozen_parameter_names(self) -> list[str]:
         """Names (relative to this body) of the frozen base parameters."""
