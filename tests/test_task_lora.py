@@ -170,3 +170,24 @@ def test_task_list_that_does_not_match_is_one_line(bert_dir):
     with pytest.raises(ConfigError) as err:
         TaskLoRA(ranks={"sentimnet": 4}).build(_backbone_factory(bert_dir), TASKS)
     assert str(err.value).startswith("strategy.sharing.ranks: ") and "'sentimnet'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gradients_are_the_same_with_activation_checkpointing(bert_dir):
+    """Backward recomputes the forward under checkpointing: the routing it reads must still be this batch's."""
+    batch, task_ids = _batch(), torch.tensor([1, 0, 2, 2, 0, 1])
+    grads = []
+    for checkpointing in (False, True):
+        body = _body(bert_dir).train()
+        if checkpointing:
+            body.backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        feats = body(**batch, task_ids=task_ids)
+        sum(feats[t][task_ids == i].pow(2).sum() for i, t in enumerate(TASKS)).backward()
+        grads.append([p.grad.clone() for p in body.trainable_parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_adapters_on_layers_other_than_linear_are_refused_in_one_line(bert_dir):
+    with pytest.raises(ConfigError) as err:
+        TaskLoRA(target_modules=["word_embeddings", "query"]).build(_backbone_factory(bert_dir), TASKS)
+    msg = str(err.value)
+    assert msg.startswith("strategy.sharing.target_modules: ") and "word_embeddings" in msg and "\n" not in msg
