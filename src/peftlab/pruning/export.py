@@ -9,11 +9,12 @@ empty. The exported file holds a plain state dict (no pickled classes) plus the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from peftlab.errors import ConfigError
 from peftlab.pruning.masks import remove_masks
 from peftlab.pruning.structure import UnitGroup, find_groups
 
@@ -35,6 +36,38 @@ def compact(model: nn.Module) -> dict[str, int]:
             _shrink(group, keep)
             removed[kind] += int((~keep).sum())
     _sync_out_dims(model)
+    return removed
+
+
+@torch.no_grad()
+def remove_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> int:
+    """Physically remove attention heads: ``{layer index: [head indices]}``, layers in module order.
+
+    What transformers' ``prune_heads`` did before version 5 dropped it: the heads' query/key/value
+    rows and the output projection's columns go, and ``num_attention_heads`` / ``all_head_size``
+    follow. A layer keeps at least one head. Pruning masks are made permanent first (as
+    :func:`compact` does). Returns how many heads were removed.
+    """
+    groups = find_groups(model, "heads")
+    removed = 0
+    plan = []
+    for layer, idx in heads.items():
+        if not 0 <= int(layer) < len(groups):
+            raise ConfigError("heads", f"layer {layer} does not exist; the model has {len(groups)} attention layers (0-{len(groups) - 1})")
+        group, idx = groups[int(layer)], sorted(set(int(i) for i in idx))
+        bad = [i for i in idx if not 0 <= i < group.n_units]
+        if bad:
+            raise ConfigError("heads", f"layer {layer} has {group.n_units} heads (0-{group.n_units - 1}); got head {bad[0]}")
+        if len(idx) >= group.n_units:
+            raise ConfigError("heads", f"removing {len(idx)} heads would leave layer {layer} ({group.name}) with none; at most {group.n_units - 1} of its {group.n_units} heads may go")
+        plan.append((group, idx))
+    remove_masks(model)
+    for group, idx in plan:  # validated first: a bad entry changes nothing
+        keep = torch.ones(group.n_units, dtype=torch.bool)
+        keep[idx] = False
+        if idx:
+            _shrink(group, keep)
+            removed += len(idx)
     return removed
 
 

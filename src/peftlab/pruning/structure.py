@@ -3,7 +3,8 @@
 A :class:`UnitGroup` is a set of output units produced by some linear layers (rows; their
 biases) and read by others (input columns). Zeroing a unit's rows and bias makes its output 0
 — and relu/gelu/tanh/silu of 0 is 0 — so the readers' columns see only zeros: masked and
-physically removed units give the same outputs. Found by walking the module tree, because no
+physically removed units give the same outputs. Linear layers wrapped by peft's LoRA count as
+their ``base_layer``. Found by walking the module tree, because no
 library (torch-pruning aside, which is not a dependency) maps HF BERT layers and plain
 ``nn.Sequential`` MLPs to such groups.
 """
@@ -54,17 +55,32 @@ def find_groups(model: nn.Module, kind: str) -> list[UnitGroup]:
     return _head_groups(model) if kind == "heads" else _neuron_groups(model)
 
 
+def base_linear(module: nn.Module | None, name: str) -> tuple[str, nn.Linear] | None:
+    """``(name, module)`` for an ``nn.Linear``; for a peft LoRA layer wrapping one, its ``base_layer``.
+
+    Pruning acts on the frozen base weights; the adapters' updates of pruned units are zeroed by
+    :func:`peftlab.pruning.lora_merge.gate_pruned_lora_rows` and re-masked when merged.
+    """
+    if isinstance(module, nn.Linear):
+        return name, module
+    base = getattr(module, "base_layer", None)
+    if module is not None and isinstance(base, nn.Linear):
+        return f"{name}.base_layer", base
+    return None
+
+
 def _head_groups(model: nn.Module) -> list[UnitGroup]:
     groups = []
     for name, mod in model.named_modules():
         attn, out = getattr(mod, "self", None), getattr(mod, "output", None)
-        if attn is None or out is None or not all(isinstance(getattr(attn, a, None), nn.Linear) for a in ("query", "key", "value")):
+        if attn is None or out is None or not hasattr(attn, "attention_head_size"):
             continue
-        if not isinstance(getattr(out, "dense", None), nn.Linear):
+        producers = [base_linear(getattr(attn, a, None), f"{name}.self.{a}") for a in ("query", "key", "value")]
+        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense")
+        if consumer is None or any(p is None for p in producers):
             continue
         heads, size = attn.num_attention_heads, attn.attention_head_size
-        producers = [(f"{name}.self.{a}", getattr(attn, a)) for a in ("query", "key", "value")]
-        groups.append(UnitGroup(f"{name}.self", "heads", heads, size, producers, [(f"{name}.output.dense", out.dense)], owner=attn))
+        groups.append(UnitGroup(f"{name}.self", "heads", heads, size, producers, [consumer], owner=attn))
     return groups
 
 
@@ -73,9 +89,10 @@ def _neuron_groups(model: nn.Module) -> list[UnitGroup]:
     names = {m: n for n, m in model.named_modules()}
     for name, mod in model.named_modules():
         inter, out = getattr(mod, "intermediate", None), getattr(mod, "output", None)
-        if isinstance(getattr(inter, "dense", None), nn.Linear) and isinstance(getattr(out, "dense", None), nn.Linear):  # BERT FFN
-            lin = inter.dense
-            groups.append(UnitGroup(f"{name}.intermediate.dense", "neurons", lin.out_features, 1, [(f"{name}.intermediate.dense", lin)], [(f"{name}.output.dense", out.dense)]))
+        producer = base_linear(getattr(inter, "dense", None), f"{name}.intermediate.dense")
+        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense")
+        if producer is not None and consumer is not None:  # BERT FFN: dense → intermediate_act_fn (gelu(0) = 0) → output.dense
+            groups.append(UnitGroup(f"{name}.intermediate.dense", "neurons", producer[1].out_features, 1, [producer], [consumer]))
         if isinstance(mod, nn.Sequential):
             groups += _sequential_groups(mod, name, _tail_consumers(model, mod, names))
     return groups

@@ -1,0 +1,426 @@
+"""Task-routed LoRA: one LoRA adapter per task on one frozen base, all trained in one forward.
+
+Each sample goes through its own task's adapter: a mixed batch (one task per row) is one
+forward of ``B`` rows, a jointly labelled batch (every row labelled for every task) is one
+forward of ``B × T`` rows (each row once per task, stacked), anything in between is one forward
+of the labelled (row, task) pairs. Optionally a shared adapter (``shared_r > 0``) applies to
+every row, with the small per-task adapters on top.
+
+Why not peft's own routing: peft routes rows to adapters only through ``adapter_names``, which
+:class:`peft.PeftModel` refuses in training mode, and its layer-level ``_mixed_batch_forward``
+gathers every adapter's rows with Python index lists in every layer. Here the adapters are peft's
+own LoRA layers (injected with :func:`peft.inject_adapter_in_model`, one adapter per task), so
+weights, names and export stay peft's; only the forward of each LoRA ``Linear`` is replaced
+(:class:`TaskRoutedLinear`): the body sorts the stacked rows by task once, and every layer runs
+``lora_t`` on its task's contiguous slice of rows (a view, no gather) and adds the concatenated
+deltas. A task absent from
+the batch is never called, so its adapter gets no gradient at all (AdamW leaves it untouched).
+peft's ``set_adapter`` is never called (it would flip ``requires_grad`` of the other adapters):
+what trains is recorded once, when the body is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from peftlab.errors import ConfigError
+
+KEY = "strategy.sharing"
+SHARED = "shared_lora"  # adapter name of the optional shared adapter
+
+
+@dataclass
+class Routing:
+    """Which adapters apply to which rows of the current forward (one object shared by all routed layers).
+
+    ``segments``: ``(adapter, start, end)`` row ranges (rows are sorted by task); ``shared``:
+    adapters applied to every row. Kept after the forward on purpose, so activation
+    checkpointing recomputes the same routing during backward.
+    """
+
+    shared: tuple[str, ...] = ()
+    segments: list[tuple[str, int, int]] | None = None
+
+
+def _lora_linear_class():
+    from peft.tuners.lora import Linear
+
+    return Linear
+
+
+def _routed_class():
+    """:class:`TaskRoutedLinear` is defined lazily so that importing peftlab does not import peft."""
+    global TaskRoutedLinear
+    if "TaskRoutedLinear" in globals():
+        return TaskRoutedLinear
+    LoraLinear = _lora_linear_class()
+
+    class TaskRoutedLinear(LoraLinear):
+        """peft's LoRA ``Linear`` whose adapters apply to the row ranges of :class:`Routing`.
+
+        ``base(x) + Σ_shared lora_s(x) + concat_t lora_t(x[rows of t])`` over the tasks of the batch.
+        Weights, ``merge`` and peft's state-dict names are unchanged (only ``forward`` differs).
+        """
+
+        task_routing: Routing
+
+        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            routing = self.task_routing
+            if routing.segments is None:
+                raise RuntimeError("a task-routed LoRA layer ran outside TaskLoraBody.forward: call the body, which sets each row's task")
+            if self.merged or self.disable_adapters:
+                return super().forward(x, *args, **kwargs)
+            result = self.base_layer(x, *args, **kwargs)
+            for name in routing.shared:
+                if name in self.lora_A:
+                    result = result + self._delta(name, x).to(result.dtype)
+            # rows are sorted by task, so each task's rows are one contiguous slice of x (a view, no
+            # gather); the segments tile the batch, so the deltas concatenate into one tensor
+            parts = [
+                self._delta(name, x[start:end]) if name in self.lora_A else x.new_zeros(end - start, *result.shape[1:])
+                for name, start, end in routing.segments
+                if end > start
+            ]
+            if parts:
+                result = result + (parts[0] if len(parts) == 1 else torch.cat(parts)).to(result.dtype)
+            return result
+
+        def _delta(self, name: str, x: torch.Tensor) -> torch.Tensor:
+            lora_a = self.lora_A[name]
+            x = x.to(lora_a.weight.dtype)
+            return self.lora_B[name](lora_a(self.lora_dropout[name](x))) * self.scaling[name]
+
+    TaskRoutedLinear.__qualname__ = "TaskRoutedLinear"  # picklable as peftlab.sharing.task_lora.TaskRoutedLinear
+    globals()["TaskRoutedLinear"] = TaskRoutedLinear
+    return TaskRoutedLinear
+
+
+def __getattr__(name: str):
+    """``TaskRoutedLinear`` on first use (unpickling included), without importing peft with peftlab."""
+    if name == "TaskRoutedLinear":
+        return _routed_class()
+    raise AttributeError(name)
+
+
+def _adapter_config(r: int, lora_alpha: float, lora_dropout: float, target_modules, extra: Mapping[str, Any]):
+    from peft import LoraConfig
+
+    if extra.get("use_dora") or extra.get("bias", "none") != "none":
+        raise ConfigError(KEY, "task_lora supports plain LoRA (use_dora: false, bias: none); use strategy/sharing=peft for DoRA or LoRA biases")
+    try:
+        return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules, **dict(extra))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(KEY, f"invalid LoRA settings: {str(err).splitlines()[0]}") from None
+
+
+class TaskLoraBody(nn.Module):
+    """A frozen backbone with one LoRA adapter per task (and optionally a shared one), routed per row.
+
+    ``forward(*args, task_mask=None, task_ids=None, **inputs)`` returns ``{task: [B, D]}``:
+    row ``b`` of ``features[t]`` is that row through task ``t``'s adapter whenever the row is
+    routed to ``t`` — by ``task_ids`` (``[B]``, one task per row), by ``task_mask`` (``[B, T]``
+    bool, the batch contract's: every labelled (row, task) pair; one task per row is the mixed
+    case, all True the joint case), or, with neither, to every task (inference). Rows not routed
+    to ``t`` hold their features through the first task they were routed to (zeros if none):
+    they are unlabelled for ``t``, so no loss reads them.
+
+    Args:
+        backbone: a module with ``out_dim`` whose forward gives ``[B, D]``; LoRA goes into its
+            ``model`` attribute (the Hugging Face model of ``model=hf``) or, lacking one, into it.
+        task_names: the tasks, in the order of ``task_mask``'s columns.
+        task_configs: ``{task: peft.LoraConfig}``; ``shared_config``: a LoraConfig or None.
+    """
+
+    routes_by_task = True  # tells the module to pass the batch's task_mask (see the wiring notes)
+
+    def __init__(self, backbone: nn.Module, task_names: Sequence[str], task_configs: Mapping[str, Any], shared_config: Any | None = None):
+        super().__init__()
+        from peft import inject_adapter_in_model
+
+        self.backbone = backbone
+        self.task_names = list(task_names)
+        self.out_dim = backbone.out_dim
+        bad = [t for t in self.task_names if "." in t or t == SHARED or not t]
+        if bad:
+            raise ConfigError("data.tasks", f"task_lora names one adapter per task; {bad[0]!r} is not usable (no dots, not {SHARED!r})")
+        adapted = self.adapted_model
+        for p in adapted.parameters():
+            p.requires_grad_(False)
+        configs = dict(task_configs)
+        if shared_config is not None:
+            configs = {SHARED: shared_config, **configs}
+        with warnings.catch_warnings():  # peft warns that several adapters share the model: that is the point
+            warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+            for name, cfg in configs.items():
+                try:
+                    inject_adapter_in_model(cfg, adapted, adapter_name=name)
+                except ValueError as err:
+                    raise ConfigError(f"{KEY}.target_modules", f"{str(err).splitlines()[0]}; name the backbone's linear layers (e.g. [query, value])") from None
+        self.routing = Routing(shared=(SHARED,) if shared_config is not None else ())
+        self._routed_names = self._route_layers()
+        self.adapter_configs = configs
+        trainable = [p for n, p in adapted.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+        self.record_trainable(trainable)
+
+    # ------------------------------------------------------------------ wiring
+    @property
+    def adapted_model(self) -> nn.Module:
+        """The module the adapters live in (what ``PeftModel.from_pretrained`` gets as base)."""
+        return getattr(self.backbone, "model", self.backbone)
+
+    def _route_layers(self) -> list[str]:
+        LoraLinear, Routed = _lora_linear_class(), _routed_class()
+        from peft.tuners.lora import LoraLayer
+
+        names = []
+        for name, module in self.adapted_model.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            if type(module) is not LoraLinear or module.lora_variant:
+                raise ConfigError(f"{KEY}.target_modules", f"task_lora routes LoRA on nn.Linear layers only; {name} is {type(module).__name__}")
+            module.__class__ = Routed  # same object and weights; only forward changes (see the module docstring)
+            module.task_routing = self.routing
+            names.append(name)
+        return names
+
+    def record_trainable(self, trainable: Iterable[nn.Parameter]) -> None:
+        """Remember which parameters train (every adapter) and make ``requires_grad`` say the same."""
+        keep = {id(p) for p in trainable}
+        self._trainable_ids = keep
+        for p in self.parameters():
+            p.requires_grad_(id(p) in keep)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Every adapter's parameters (shared and per task), in module order."""
+        return [p for p in self.parameters() if id(p) in self._trainable_ids]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The shared adapter's parameters (every task's loss depends on them); [] without one."""
+        return self.task_parameters(SHARED)
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        """The parameters of adapter ``task`` (a task name, or the shared adapter's)."""
+        return [p for n, p in self.named_parameters() if f".lora_A.{task}." in n or f".lora_B.{task}." in n]
+
+    def frozen_parameter_names(self) -> list[str]:
+        """Names (relative to this body) of the frozen base parameters."""
+        return [n for n, p in self.named_parameters() if id(p) not in self._trainable_ids]
+
+    def base_model(self) -> dict[str, Any] | None:
+        """Where the frozen weights can be reloaded from (``model=hf``), or None."""
+        name = getattr(self.backbone, "name_or_path", None)
+        return {"name_or_path": name} if name else None
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """What trains, by parameter name: the adapter-only checkpoint of this body."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if id(p) in self._trainable_ids}
+
+    def load_adapter_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load :meth:`adapter_state_dict` (keys must match exactly)."""
+        own = dict(self.named_parameters())
+        expected = {n for n, p in own.items() if id(p) in self._trainable_ids}
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ConfigError("ckpt_path", f"adapter checkpoint does not match the tasks' adapters (missing {missing[:2]}, unexpected {extra[:2]})")
+        with torch.no_grad():
+            for n, t in state.items():
+                own[n].copy_(t)
+
+    # ----------------------------------------------------------------- forward
+    def _pairs(self, n: int, device, task_mask, task_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, tasks) of the routed pairs, sorted by task then row."""
+        T = len(self.task_names)
+        if task_ids is not None:
+            task_ids = torch.as_tensor(task_ids, device=device).long().reshape(-1)
+            if task_ids.numel() != n or (task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= T)):
+                raise ConfigError("data.tasks", f"task_ids must give one task index in [0, {T}) per row ({n} rows); got shape {tuple(task_ids.shape)}")
+            tasks, rows = torch.sort(task_ids, stable=True)
+            return rows, tasks
+        if task_mask is not None:
+            if task_mask.dim() != 2 or task_mask.shape[0] != n or task_mask.shape[1] != T:
+                raise ConfigError(
+                    "data.tasks",
+                    f"the batch's task_mask is {tuple(task_mask.shape)} but task_lora was built for {T} tasks ({', '.join(self.task_names)}) and {n} rows; "
+                    "the model's task list must be the data's",
+                )
+            nz = task_mask.bool().t().nonzero()  # (task, row), ordered by task then row
+            return nz[:, 1], nz[:, 0]
+        rows = torch.arange(n, device=device).repeat(T)
+        return rows, torch.arange(T, device=device).repeat_interleave(n)
+
+    def forward(self, *args: torch.Tensor, task_mask: torch.Tensor | None = None, task_ids: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Features of every task, each row through its own task's adapter (see the class docstring)."""
+        first = args[0] if args else next(iter(inputs.values()))
+        n, device = first.shape[0], first.device
+        rows, tasks = self._pairs(n, device, task_mask, task_ids)
+        counts = torch.bincount(tasks, minlength=len(self.task_names)).tolist()
+        bounds = [0]
+        for c in counts:
+            bounds.append(bounds[-1] + c)
+        self.routing.segments = [(t, bounds[i], bounds[i + 1]) for i, t in enumerate(self.task_names)]
+        identity = len(rows) == n and bool(torch.equal(rows, torch.arange(n, device=device)))
+        take = (lambda v: v) if identity else (lambda v: v.index_select(0, rows) if torch.is_tensor(v) and v.dim() and v.shape[0] == n else v)
+        h = self.backbone(*[take(a) for a in args], **{k: take(v) for k, v in inputs.items()})
+        return self._per_task(h, rows, n, counts, bounds)
+
+    def _per_task(self, h: torch.Tensor, rows: torch.Tensor, n: int, counts: list[int], bounds: list[int]) -> dict[str, torch.Tensor]:
+        positions = torch.arange(len(rows), device=h.device)
+        first = torch.full((n,), len(rows), dtype=torch.long, device=h.device)
+        first = first.scatter_reduce(0, rows, positions, reduce="amin")  # each row's first routed pair
+        routed = first < len(rows)
+        base = h.index_select(0, first.clamp(max=max(len(rows) - 1, 0))) if len(rows) else h.new_zeros(n, h.shape[-1])
+        if not bool(routed.all()):
+            base = base * routed.unsqueeze(-1).to(base.dtype)
+        out = {}
+        for i, task in enumerate(self.task_names):
+            s, e = bounds[i], bounds[i + 1]
+            if counts[i] == n:  # every row once, in row order: the task's own slice
+                out[task] = h[s:e]
+            elif counts[i] == 0 or bool(torch.equal(first[rows[s:e]], positions[s:e])):
+                out[task] = base  # the task's rows are first pairs: already in base
+            else:
+                out[task] = base.index_copy(0, rows[s:e], h[s:e])
+        return out
+
+
+class TaskLoRA:
+    """``strategy/sharing=task_lora``: one LoRA per task on a frozen backbone, routed per row.
+
+    Args:
+        r, lora_alpha, lora_dropout, target_modules: each task adapter's peft LoRA settings
+            (``target_modules: null``: peft's default for the architecture, query/value for BERT;
+            every ``nn.Linear`` of a network without a Hugging Face config, such as the built-in MLP).
+        ranks: optional ``{task: r}`` overriding ``r`` per task (alpha scales with it: alpha/r stays).
+        shared_r, shared_alpha: a LoRA shared by all tasks under the per-task ones (``shared_r: 0``: none;
+            ``shared_alpha: null``: 2 × shared_r).
+        lora_kwargs: further :class:`peft.LoraConfig` fields (plain LoRA only: no DoRA, no biases).
+    """
+
+    name = "task_lora"
+
+    def __init__(
+        self,
+        r: int = 8,
+        lora_alpha: float = 16,
+        lora_dropout: float = 0.0,
+        target_modules: Sequence[str] | str | None = None,
+        ranks: Mapping[str, int] | None = None,
+        shared_r: int = 0,
+        shared_alpha: float | None = None,
+        **lora_kwargs: Any,
+    ):
+        for key, value in (("r", r), ("shared_r", shared_r)):
+            if not isinstance(value, int) or value < (1 if key == "r" else 0):
+                raise ConfigError(f"{KEY}.{key}", f"must be an integer >= {1 if key == 'r' else 0}; got {value!r}")
+        self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
+        self.target_modules = target_modules if target_modules is None or isinstance(target_modules, str) else list(target_modules)
+        self.ranks = dict(ranks or {})
+        self.shared_r, self.shared_alpha = shared_r, shared_alpha
+        self.lora_kwargs = dict(lora_kwargs)
+
+    def build(self, make_backbone: Callable[[], nn.Module], task_names: Sequence[str]) -> TaskLoraBody:
+        """A frozen backbone with one adapter per task of ``task_names``."""
+        unknown = [t for t in self.ranks if t not in task_names]
+        if unknown:
+            raise ConfigError(f"{KEY}.ranks", f"names task {unknown[0]!r}, which the data does not have; tasks are: {', '.join(task_names)}")
+        backbone = make_backbone()
+        targets = self.target_modules
+        adapted = getattr(backbone, "model", backbone)
+        if targets is None and getattr(adapted, "config", None) is None:
+            # peft infers targets from a Hugging Face config's model type; a plain network (the
+            # built-in MLP) has none, so every nn.Linear of it gets adapters
+            targets = [n for n, m in adapted.named_modules() if isinstance(m, nn.Linear)]
+        configs = {}
+        for task in task_names:
+            r = int(self.ranks.get(task, self.r))
+            configs[task] = _adapter_config(r, self.lora_alpha * r / self.r, self.lora_dropout, targets, self.lora_kwargs)
+        shared = None
+        if self.shared_r:
+            alpha = self.shared_alpha if self.shared_alpha is not None else 2 * self.shared_r
+            shared = _adapter_config(self.shared_r, alpha, self.lora_dropout, targets, self.lora_kwargs)
+        return TaskLoraBody(backbone, task_names, configs, shared)
+
+
+# ----------------------------------------------------------------------- export
+@torch.no_grad()
+def export_task_adapter(body: TaskLoraBody, task: str, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write task ``task``'s adapter as a peft adapter directory (``adapter_config.json`` + safetensors).
+
+    ``PeftModel.from_pretrained(base, out_dir)`` on the backbone's base model then gives that task's
+    features. With a shared adapter, the two are written as one LoRA of rank ``shared_r + r``
+    (``[A_shared; A_task]`` and ``[s_shared·B_shared, s_task·B_task]`` with scaling 1): the sum of
+    two low-rank updates is exactly one of the summed rank. Written to a temporary directory and
+    moved into place, so a failure leaves nothing half-written.
+    """
+    from safetensors.torch import save_file
+
+    if task not in body.task_names:
+        raise ConfigError("task", f"no adapter for {task!r}; tasks are: {', '.join(body.task_names)}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError("out_dir", f"{out} exists and is not empty; pass overwrite=True or choose another directory")
+    names = [SHARED, task] if SHARED in body.adapter_configs else [task]
+    modules = dict(body.adapted_model.named_modules())
+    tensors: dict[str, torch.Tensor] = {}
+    for path in body._routed_names:
+        layer = modules[path]
+        parts = [(layer.lora_A[a].weight, layer.lora_B[a].weight * layer.scaling[a]) for a in names if a in layer.lora_A]
+        if len(names) == 1:
+            tensors[f"base_model.model.{path}.lora_A.weight"] = layer.lora_A[task].weight.detach().cpu().contiguous()
+            tensors[f"base_model.model.{path}.lora_B.weight"] = layer.lora_B[task].weight.detach().cpu().contiguous()
+            continue
+        rank = sum(body.adapter_configs[a].r for a in names)
+        a_cat = layer.lora_A[task].weight.new_zeros(rank, layer.in_features)
+        b_cat = layer.lora_B[task].weight.new_zeros(layer.out_features, rank)
+        offset = 0
+        for a in names:
+            r = body.adapter_configs[a].r
+            if a in layer.lora_A:
+                a_cat[offset : offset + r] = layer.lora_A[a].weight
+                b_cat[:, offset : offset + r] = layer.lora_B[a].weight * layer.scaling[a]
+            offset += r
+        tensors[f"base_model.model.{path}.lora_A.weight"] = a_cat.cpu().contiguous()
+        tensors[f"base_model.model.{path}.lora_B.weight"] = b_cat.cpu().contiguous()
+    config = _export_config(body, names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"))
+        config.save_pretrained(str(tmp))
+        meta = {"task": task, "adapters": names, "tasks": body.task_names}
+        (tmp / "peftlab_task.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def _export_config(body: TaskLoraBody, names: list[str]):
+    import copy
+
+    task_cfg = body.adapter_configs[names[-1]]
+    cfg = copy.deepcopy(task_cfg)
+    if len(names) > 1:
+        rank = sum(body.adapter_configs[a].r for a in names)
+        targets: set[str] = set()
+        for a in names:
+            targets |= set(body.adapter_configs[a].target_modules or ())
+        cfg.r, cfg.lora_alpha, cfg.use_rslora = rank, rank, False  # scaling 1: the scales live in B
+        cfg.target_modules = targets
+        cfg.rank_pattern, cfg.alpha_pattern = {}, {}
+    cfg.base_model_name_or_path = getattr(body.backbone, "name_or_path", None)
+    cfg.inference_mode = True
+    return cfg
