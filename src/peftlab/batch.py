@@ -34,3 +34,13 @@ def slice_inputs(inputs: Inputs, index: Any) -> Inputs:
     if isinstance(inputs, Mapping):
         return {k: v[index] for k, v in inputs.items()}
     return inputs[index]
+
+
+def call_body(body: Any, inputs: Inputs, task_mask: torch.Tensor | None = None) -> Any:
+    """``call_with_inputs(body, inputs)``, also handing the batch's ``task_mask`` to bodies that route
+    rows by task (``routes_by_task = True``: ``strategy/sharing=task_lora``)."""
+    if task_mask is None or not getattr(body, "routes_by_task", False):
+        return call_with_inputs(body, inputs)
+    if isinstance(inputs, Mapping):
+        return body(**inputs, task_mask=task_mask)
+    return body(inputs, task_mask=task_mask)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.batch import Inputs, call_with_inputs
+from peftlab.batch import Inputs, call_body
 from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
 from peftlab.clipping.guard import NonFiniteGuard
 from peftlab.errors import ConfigError
@@ -100,9 +100,10 @@ class MultiTaskModule(L.LightningModule):
         return self.body.trainable_parameters() + list(self.heads.parameters()) + [p for p in self.weighting.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ model
-    def forward(self, inputs: Inputs) -> dict[str, torch.Tensor]:
-        """Outputs of every task's head: ``{task: [B, out_dim]}`` (``inputs``: a tensor or a dict of tensors)."""
-        return self.heads(call_with_inputs(self.body, inputs))
+    def forward(self, inputs: Inputs, task_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Outputs of every task's head: ``{task: [B, out_dim]}`` (``inputs``: a tensor or a dict of tensors;
+        ``task_mask``: the batch's, for bodies that route rows by task; None: every row for every task)."""
+        return self.heads(call_body(self.body, inputs, task_mask))
 
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean loss of each task over its labelled rows; tasks absent from the batch are left out."""
@@ -233,7 +234,7 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:
-        outputs = self(batch["inputs"])
+        outputs = self(batch["inputs"], batch["task_mask"])
         mask, y = batch["task_mask"], batch["y"]
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from peftlab.batch import call_with_inputs, inputs_size
+from peftlab.batch import call_body, inputs_size
 
 if TYPE_CHECKING:
     from peftlab.models.multitask_module import MultiTaskModule
@@ -22,7 +22,7 @@ class AutomaticStep:
 
     def __call__(self, module: "MultiTaskModule", batch: dict, batch_idx: int) -> torch.Tensor | None:
         """The loss Lightning differentiates (None: skip this step)."""
-        features = call_with_inputs(module.body, batch["inputs"])
+        features = call_body(module.body, batch["inputs"], batch["task_mask"])
         losses = module.task_losses(module.heads(features), batch)
         if module.skip_bad_losses(losses):
             return None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from peftlab.batch import call_with_inputs, inputs_size
+from peftlab.batch import call_body, inputs_size
 from peftlab.errors import ConfigError
 from peftlab.weighting.base import all_reduce_mean, all_reduce_sum, world_size
 
@@ -48,7 +48,7 @@ class PerTaskGradientStep:
 
     def __call__(self, module: "MultiTaskModule", batch: dict, batch_idx: int) -> torch.Tensor | None:
         """Compute, combine and accumulate the gradients; step the optimizer at the end of a window."""
-        features = call_with_inputs(module.body, batch["inputs"])
+        features = call_body(module.body, batch["inputs"], batch["task_mask"])
         device = batch["y"].device
         losses = module.task_losses(module.heads(features), batch)
         optimizer = module.optimizers()
