@@ -9,6 +9,7 @@ import torch
 
 from peftlab.data import DigitsSource, LocalFileSource, MultiTaskDataModule
 from peftlab.data.batching import MixedTaskBatches, SequentialBatches, ShuffledBatches, task_probabilities
+from peftlab.errors import ConfigError
 
 TASKS = [
     {"name": "digit", "label": "digit", "num_classes": 10},
@@ -136,3 +137,27 @@ def test_mixed_batches_have_exactly_the_batch_size():
     assert sizes == [8] * len(sampler)  # a task with 5 rows fills its batch by reshuffling
     halves = [list(MixedTaskBatches([torch.arange(0, 5), torch.arange(5, 40)], [0.5, 0.5], 4, seed=0, rank=r, world_size=2)) for r in range(2)]
     assert all(len(b) == 4 for h in halves for b in h)
+
+
+def test_input_shape_is_checked_against_the_data():
+    dm = MultiTaskDataModule(DigitsSource(), TASKS, input_shape=[64])
+    assert dm.input_shape == (64,)
+    dm.setup()
+    with pytest.raises(ConfigError) as err:
+        MultiTaskDataModule(DigitsSource(), TASKS, input_shape=[4]).setup()
+    assert err.value.key == "data.input_shape" and "[64]" in str(err.value)
+
+
+def test_rows_without_a_label_train_only_their_other_tasks():
+    """NaN in a label column: the row is not labelled for that task (joint mode masks it out)."""
+    class PartlyLabelled(DigitsSource):
+        def load(self):
+            table = super().load()
+            table.labels["parity"][::3] = float("nan")
+            return table
+
+    dm = MultiTaskDataModule(PartlyLabelled(), TASKS)
+    dm.setup()
+    mask = torch.cat([dm.splits[s].task_mask for s in ("train", "val", "test")])
+    assert mask.sum(0).tolist() == [1797, 1797 - 599, 1797]
+    assert not bool(torch.cat([dm.splits[s].y for s in ("train", "val", "test")]).isnan().any())

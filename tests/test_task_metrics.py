@@ -89,3 +89,11 @@ def test_bad_task_specs_are_one_line_errors(task, key, text):
     with pytest.raises(ConfigError) as err:
         parse_task_specs([task])
     assert err.value.key == key and text in str(err.value) and "\n" not in str(err.value)
+
+
+def test_task_spec_built_directly_gets_the_defaults_of_its_kind():
+    from peftlab.tasks import TaskSpec
+
+    assert TaskSpec("r", "r", 0).metrics == ("r2", "mse") and TaskSpec("r", "r", 0).metric == "r2"
+    assert TaskSpec("c", "c", 3).metrics == ("acc", "f1")
+    assert TaskSpec("c", "c", 2, metric="mcc").metrics == ("mcc", "acc", "f1")

