@@ -11,7 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
+from peftlab.utils.auto_resume import completed_run, resume_from_last_checkpoint  # clusters: auto-resume
 from peftlab.utils.group_options import unknown_group_option
+from peftlab.utils.multirun_ddp import child_argv, prepare_job  # clusters: DDP inside -m
 from peftlab.utils.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -74,7 +76,9 @@ def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.train import train
 
     _quiet_duplicate_lightning_logs()
-    metrics = run_guarded(train, cfg)
+    prepare_job()  # clusters: DDP children of this job run only this job (utils/multirun_ddp.py)
+    # clusters: a completed job is not re-run; a job with checkpoints/last.ckpt resumes (utils/auto_resume.py)
+    metrics = completed_run(cfg) or run_guarded(train, resume_from_last_checkpoint(cfg))
     return metrics["optimized_metric"]["value"]
 
 
@@ -88,6 +92,7 @@ def _eval_main(cfg: DictConfig) -> float:
 
 def train_entry() -> None:
     """``python train.py [overrides]``: train; returns ``optimized_metric`` to Hydra sweepers."""
+    sys.argv = child_argv(sys.argv)  # clusters: a DDP child of a multirun job runs just that job
     _check_group_options()
     _train_main()
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-
 from omegaconf import OmegaConf
 
-# One id per process: run and sweep dirs end in it, so two jobs started in the same second
-# (even on different nodes) never share a directory.
-_PROCESS_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
+from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_group
+
+
+def _gpus_per_node(accelerator: str, devices) -> int:
+    """GPUs a SLURM job asks for: ``trainer.devices`` on GPU accelerators, 0 on CPU."""
+    return int(devices) if str(accelerator) in ("gpu", "cuda") else 0
 
 
 def register_resolvers() -> None:
-    """Register ``${peftlab_uid:}`` (idempotent)."""
-    if not OmegaConf.has_resolver("peftlab_uid"):
-        OmegaConf.register_new_resolver("peftlab_uid", lambda: _PROCESS_UID)
+    """Register the ``peftlab_*`` resolvers (idempotent).
+
+    ``${peftlab_run_id:}`` is cached in the config (``use_cache``): Hydra copies a sweep's cache
+    into each of its jobs, so a job running on another machine (SLURM) resolves the same sweep dir.
+    """
+    resolvers = {
+        "peftlab_uid": (launch_uid, False),            # unique per launch (kept for old configs)
+        "peftlab_run_id": (run_id, True),              # run/sweep dir name: SLURM job id or date_time_uid
+        "peftlab_logger_id": (logger_run_id, False),   # W&B run id from the run dir (same after requeue)
+        "peftlab_sweep_group": (sweep_group, False),   # W&B group: the sweep's name inside a multirun
+        "peftlab_gpus_per_node": (_gpus_per_node, False),  # SLURM GPUs from trainer.accelerator/devices
+    }
+    for name, (fn, cache) in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=cache)
