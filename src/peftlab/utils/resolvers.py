@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_group
 
 
-def _gpus_per_node(accelerator: str, devices) -> int:
-    """GPUs a SLURM job asks for: ``trainer.devices`` on GPU accelerators, 0 on CPU."""
-    return int(devices) if str(accelerator) in ("gpu", "cuda") else 0
+def _gpus_per_node(accelerator: str, devices) -> int | None:
+    """GPUs a SLURM job asks for: ``trainer.devices`` on GPU accelerators, none (no --gpus-per-node) on CPU."""
+    return int(devices) if str(accelerator) in ("gpu", "cuda") else None
 
 
 def register_resolvers() -> None:
