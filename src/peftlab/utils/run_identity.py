@@ -49,8 +49,9 @@ def logger_run_id(output_dir: str | os.PathLike) -> str:
     """
     path = Path(output_dir).resolve()
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    readable = "".join(c if c.isalnum() or c == "-" else "-" for c in f"{path.parent.name}-{path.name}")[-40:]
-    return f"{readable.strip('-')}-{digest}"
+    name = f"{path.parent.name}-{path.name}" if path.name.isdigit() else path.name  # sweep job: <sweep>-<num>
+    readable = "".join(c if c.isalnum() or c == "-" else "-" for c in name)[-40:].strip("-")
+    return f"{readable}-{digest}"
 
 
 def sweep_group(default: str) -> str:
