@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import OmegaConf
 
 from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_group
@@ -10,6 +12,13 @@ from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_
 def _gpus_per_node(accelerator: str, devices) -> int | None:
     """GPUs a SLURM job asks for: ``trainer.devices`` on GPU accelerators, none (no --gpus-per-node) on CPU."""
     return int(devices) if str(accelerator) in ("gpu", "cuda") else None
+
+
+def _sqlite_url(path: str) -> str:
+    """``sqlite:///<absolute path>`` for an SQLite file, its folder created (SQLite will not)."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
 
 
 def register_resolvers() -> None:
@@ -24,6 +33,7 @@ def register_resolvers() -> None:
         "peftlab_logger_id": (logger_run_id, False),   # W&B run id from the run dir (same after requeue)
         "peftlab_sweep_group": (sweep_group, False),   # W&B group: the sweep's name inside a multirun
         "peftlab_gpus_per_node": (_gpus_per_node, False),  # SLURM GPUs from trainer.accelerator/devices
+        "peftlab_sqlite_url": (_sqlite_url, False),    # Optuna study storage under the log dir
     }
     for name, (fn, cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):
