@@ -173,3 +173,44 @@ def test_signalled_job_checkpoints_requeues_and_finishes_like_an_uninterrupted_r
     assert resumed["tasks"] == full["tasks"] and resumed["alpha"] == full["alpha"]
     assert resumed["params"]["sparsity"] == full["params"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert resumed["pruning"]["history"] == full["pruning"]["history"]
+
+
+def _array_tasks() -> dict[str, tuple[str, str]]:
+    """``{"<array id>_<task>": (state, reason)}`` of every queued array task."""
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True).stdout
+    return {i: (s, r) for i, s, r in (line.split("|") for line in out.splitlines() if "_" in line)}
+
+
+def test_launcher_job_requeued_on_signal_resumes_in_its_job_dir_with_the_same_wandb_run(slurm_cluster, tmp_path):
+    # two identical jobs (seed=42,42): job 0 is signalled and requeued, job 1 runs through
+    env = {**_env(), "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm_local", "logger=wandb", *REQUEUE_RUN, "seed=42,42",
+           f"paths.log_dir={tmp_path}"]
+    sweep_proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        last = lambda: next(iter(tmp_path.glob("train/multiruns/*/0/checkpoints/last.ckpt")), None)  # noqa: E731
+        _wait(lambda: last() or sweep_proc.poll() is not None, 300, "job 0's first last.ckpt")
+        assert last() and sweep_proc.poll() is None, "the sweep ended before job 0 could be signalled"
+        job_dir = last().parent.parent
+        (task,) = [i for i in _array_tasks() if i.endswith("_0")]
+        assert not (job_dir / "metrics.json").exists()
+        subprocess.run(["scancel", "--signal=USR1", task], check=True)
+        _wait(lambda: _array_tasks().get(task, ("",))[0] == "PENDING", 120, f"{task} to be requeued")
+        subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+        out, _ = sweep_proc.communicate(timeout=420)
+    finally:
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+    assert sweep_proc.returncode == 0, out[-3000:]
+    sweep = job_dir.parent
+    resumed, full = read_json(sweep / "0" / "metrics.json"), read_json(sweep / "1" / "metrics.json")
+    assert resumed["config"]["ckpt_path"] == str(job_dir / "checkpoints" / "last.ckpt")
+    assert list(job_dir.glob("hpc_ckpt_*.ckpt"))
+    a, b = _weights(sweep / "0"), _weights(sweep / "1")
+    assert all(torch.equal(a[k], b[k]) for k in a) and resumed["tasks"] == full["tasks"]
+    # both attempts of job 0 logged to one W&B run id; job 1 has its own
+    ids0 = {p.name.split("-", 2)[-1] for p in (sweep / "0" / "wandb").glob("offline-run-*")}
+    assert len(list((sweep / "0" / "wandb").glob("offline-run-*"))) == 2 and len(ids0) == 1
+    ids1 = {p.name.split("-", 2)[-1] for p in (sweep / "1" / "wandb").glob("offline-run-*")}
+    assert len(ids1) == 1 and ids0 != ids1
+    assert (sweep / "summary.md").read_text().count("| completed |") == 2

@@ -22,12 +22,19 @@ _LAUNCH_TIME = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def slurm_job_key(env: Mapping[str, str] | None = None) -> str | None:
-    """``<array job id>_<task id>`` for a SLURM array task, ``<job id>`` for a plain job, None outside SLURM."""
+    """``<array job id>_<task id>`` for a SLURM array task, ``<job id>`` for a plain job, None outside SLURM.
+
+    A second, third … ``srun`` in the same job (job step 1, 2 …) gets ``.<step>`` appended, so
+    sequential runs inside one allocation do not share a directory; a requeued job numbers its
+    steps from 0 again and so finds the same directories.
+    """
     env = os.environ if env is None else env
     array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    if array_job and array_task:
-        return f"{array_job}_{array_task}"
-    return env.get("SLURM_JOB_ID") or None
+    key = f"{array_job}_{array_task}" if array_job and array_task else env.get("SLURM_JOB_ID")
+    step = env.get("SLURM_STEP_ID", "")
+    if key and step.isdigit() and step != "0":
+        key += f".{step}"
+    return key or None
 
 
 def launch_uid() -> str:
