@@ -14,6 +14,7 @@ from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
 from peftlab.utils.auto_resume import completed_run, resume_from_last_checkpoint  # clusters: auto-resume
 from peftlab.utils.group_options import unknown_group_option
 from peftlab.utils.multirun_ddp import child_argv, prepare_job  # clusters: DDP inside -m
+from peftlab.utils.slurm_signals import exit_on_sigterm_under_slurm  # clusters: requeue leaves no failed record
 from peftlab.utils.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -77,6 +78,7 @@ def _train_main(cfg: DictConfig) -> float | None:
 
     _quiet_duplicate_lightning_logs()
     prepare_job()  # clusters: DDP children of this job run only this job (utils/multirun_ddp.py)
+    exit_on_sigterm_under_slurm()  # clusters: a requeued/cancelled SLURM job exits without recording a failure
     # clusters: a completed job is not re-run; a job with checkpoints/last.ckpt resumes (utils/auto_resume.py)
     metrics = completed_run(cfg) or run_guarded(train, resume_from_last_checkpoint(cfg))
     return metrics["optimized_metric"]["value"]
