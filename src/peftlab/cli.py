@@ -12,9 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
+from peftlab.utils.auto_resume import completed_run, resume_from_last_checkpoint
 from peftlab.utils.framework_noise import quiet_framework_noise
 from peftlab.utils.group_options import unknown_group_option
+from peftlab.utils.multirun_ddp import child_argv, prepare_job
 from peftlab.utils.override_keys import unknown_override_key
+from peftlab.utils.slurm_signals import exit_on_sigterm_under_slurm
 from peftlab.utils.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -93,7 +96,10 @@ def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.train import train
 
     quiet_framework_noise()
-    metrics = run_guarded(train, cfg)
+    prepare_job()  # DDP children of this job run only this job (utils/multirun_ddp.py)
+    exit_on_sigterm_under_slurm()  # a requeued/cancelled SLURM job exits without recording a failure
+    # a completed job is not re-run; a job whose run dir holds checkpoints/last.ckpt resumes (utils/auto_resume.py)
+    metrics = completed_run(cfg) or run_guarded(train, resume_from_last_checkpoint(cfg))
     return metrics["optimized_metric"]["value"] if metrics else None
 
 
@@ -108,6 +114,7 @@ def _eval_main(cfg: DictConfig) -> float | None:
 
 def train_entry() -> None:
     """``python train.py [overrides]``: train; returns ``optimized_metric`` to Hydra sweepers."""
+    sys.argv = child_argv(sys.argv)  # a Lightning DDP child of a multirun job runs just that job
     _check_overrides("train")
     _train_main()
 

@@ -17,6 +17,7 @@ from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.alpha_trajectory import AlphaTrajectory
 from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
 from peftlab.utils.checkpoint_mismatch import checkpoint_mismatch
+from peftlab.reporting.wandb_run import log_final_report
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
 from peftlab.utils.rng_state import RngStateInCheckpoint
 from peftlab.utils.step_timer import StepTimer
@@ -64,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     metrics.update(reports_from_callbacks(callbacks, model, run_dir))
     report_run(run_dir, metrics, sharing_comparison(model))
+    log_final_report(trainer.loggers, metrics, run_dir)  # W&B gets the summary table and plots
     _finish_loggers(trainer)
     return metrics
 

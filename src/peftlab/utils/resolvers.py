@@ -1,6 +1,6 @@
 """OmegaConf resolvers the configs use.
 
-Both are cached (``use_cache=True``): Hydra copies a config's resolver cache into every job of a
+The run id and the project root are cached (``use_cache=True``): Hydra copies a config's resolver cache into every job of a
 sweep (``OmegaConf.copy_cache``) and the cache travels with the pickled config to SLURM jobs, so
 the sweep dir resolved in the launching process is the one every job writes into.
 """
@@ -8,14 +8,23 @@ the sweep dir resolved in the launching process is the one every job writes into
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# One id per process: run and sweep dirs end in it, so two jobs started in the same second
-# (even on different nodes) never share a directory.
-_PROCESS_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
+from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_group
+
+
+def _gpus_per_node(accelerator: str, devices) -> int | None:
+    """GPUs a SLURM job asks for: ``trainer.devices`` on GPU accelerators, none (no --gpus-per-node) on CPU."""
+    return int(devices) if str(accelerator) in ("gpu", "cuda") else None
+
+
+def _sqlite_url(path: str) -> str:
+    """``sqlite:///<absolute path>`` for an SQLite file, its folder created (SQLite will not)."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
 
 #: Environment variable that, when set, names the project root (where ``logs/`` and ``data/`` live).
 ROOT_ENV = "PEFTLAB_ROOT"
@@ -35,8 +44,21 @@ def project_root() -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${peftlab_uid:}`` and ``${peftlab_root:}`` (idempotent)."""
-    if not OmegaConf.has_resolver("peftlab_uid"):
-        OmegaConf.register_new_resolver("peftlab_uid", lambda: _PROCESS_UID, use_cache=True)
-    if not OmegaConf.has_resolver("peftlab_root"):
-        OmegaConf.register_new_resolver("peftlab_root", project_root, use_cache=True)
+    """Register the ``peftlab_*`` resolvers (idempotent).
+
+    ``${peftlab_run_id:}`` and ``${peftlab_root:}`` are cached in the config (``use_cache``): Hydra
+    copies a sweep's cache into each of its jobs, so a job running on another machine (SLURM)
+    resolves the same sweep dir.
+    """
+    resolvers = {
+        "peftlab_uid": (launch_uid, False),            # unique per launch (kept for old configs)
+        "peftlab_root": (project_root, True),          # the project root (logs/, data/ live there)
+        "peftlab_run_id": (run_id, True),              # run/sweep dir name: SLURM job id or date_time_uid
+        "peftlab_logger_id": (logger_run_id, False),   # W&B run id from the run dir (same after requeue)
+        "peftlab_sweep_group": (sweep_group, False),   # W&B group: the sweep's name inside a multirun
+        "peftlab_gpus_per_node": (_gpus_per_node, False),  # SLURM GPUs from trainer.accelerator/devices
+        "peftlab_sqlite_url": (_sqlite_url, False),    # Optuna study storage under the log dir
+    }
+    for name, (fn, cache) in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=cache)
