@@ -17,7 +17,7 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
-from peftlab.pruning.masks import apply_masks, attach_mask, get_mask
+from peftlab.pruning.masks import apply_masks, attach_mask, get_mask, mask_gradients
 from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
 from peftlab.pruning.schedules import Schedule
 from peftlab.pruning.selection import Target, select_targets
@@ -82,6 +82,7 @@ class PruningCallback(L.Callback):
         self.targets: list[Target] = []
         self.groups: list[UnitGroup] = []
         self.masked: list[tuple[nn.Module, str]] = []
+        self.gradient_hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     # ------------------------------------------------------------ wiring
     def prunable_parameters(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -107,11 +108,15 @@ class PruningCallback(L.Callback):
             for g in self.groups:
                 pairs += [(lin, "weight") for _, lin in g.producers] + [(lin, "bias") for _, lin in g.producers if lin.bias is not None]
         seen, self.masked = set(), []
+        for handle in self.gradient_hooks:  # attached again (a second fit): one hook per parameter
+            handle.remove()
+        self.gradient_hooks = []
         for module, attr in pairs:
             if (id(module), attr) not in seen:
                 seen.add((id(module), attr))
                 attach_mask(module, attr)
                 self.masked.append((module, attr))
+                self.gradient_hooks.append(mask_gradients(module, attr))
 
     def _groups(self, model: nn.Module) -> list[UnitGroup]:
         """Unit groups whose producers are all selected; selected layers no group covers are an error."""
@@ -178,6 +183,7 @@ class PruningCallback(L.Callback):
         if total != float("inf") and self.schedule.end_step > total:
             raise ConfigError(f"{KEY}.end_step", f"must be <= the run's {int(total)} optimizer steps (trainer.max_epochs × batches per epoch); got {self.schedule.end_step}")
         apply_masks(self.masked)
+        self.mask_optimizer_state(trainer.optimizers)  # (a checkpoint written before gradients were masked)
         self._maybe_update(trainer, pl_module, trainer.global_step)  # e.g. one_shot at step 0
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
@@ -198,6 +204,8 @@ class PruningCallback(L.Callback):
             return
         target = self.schedule.sparsity_at(step)
         self.update_masks(target, step)
+        if trainer is not None:
+            self.mask_optimizer_state(trainer.optimizers)
         self.last_update_step = step
         self.history.append((step, self.current_sparsity))
         if step >= self.schedule.end_step and self.rewind_weights is not None:
@@ -220,6 +228,22 @@ class PruningCallback(L.Callback):
                 get_mask(t.module, t.attr).copy_(mask)
         apply_masks(self.masked)
         self.current_sparsity = self.measured_sparsity()
+
+    @torch.no_grad()
+    def mask_optimizer_state(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Zero the optimizer's per-entry state (Adam's moments, SGD's momentum) of pruned entries.
+
+        Gradients of pruned entries are masked, so their state stays zero once it is zero; this
+        clears what a weight accumulated before it was pruned, so a pruned weight gets no
+        update from its old momentum either.
+        """
+        for optimizer in optimizers:
+            for module, attr in self.masked:
+                param = getattr(module, attr)
+                state = optimizer.state.get(param, {})
+                for value in state.values():
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                        value.mul_(get_mask(module, attr).to(value.dtype))
 
     def _structured_masks(self, sparsity: float) -> dict[tuple[nn.Module, str], torch.Tensor]:
         current = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]
