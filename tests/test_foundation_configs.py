@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks
 from peftlab.cli import CONFIG_DIR
@@ -77,7 +78,7 @@ def test_each_callbacks_option_instantiates(make_cfg, callbacks):
     built = build_callbacks(make_cfg(f"callbacks={callbacks}"))
     assert built, callbacks
     if callbacks in ("default", "early_stopping", "none"):  # the bundles keep the checkpoints metrics.json needs
-        assert any(type(c).__name__ == "ModelCheckpoint" for c in built)
+        assert any(isinstance(c, ModelCheckpoint) and c.monitor for c in built) and any(isinstance(c, ModelCheckpoint) and not c.monitor for c in built)
 
 
 @pytest.mark.parametrize("option", options("debug") + [f"experiment={e}" for e in options("experiment")])

@@ -4,8 +4,6 @@ masks as buffers, checkpoints its own state, and reports sparsity."""
 from __future__ import annotations
 
 import math
-
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +20,7 @@ from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_
 from peftlab.pruning.schedules import Schedule
 from peftlab.pruning.selection import Target, select_targets
 from peftlab.pruning.structure import UnitGroup, find_groups
+from peftlab.utils.eligible_checkpoint import EligibleModelCheckpoint
 
 KEY = "strategy.pruning"
 
@@ -39,8 +38,11 @@ class PruningCallback(L.Callback):
             (:func:`~peftlab.pruning.selection.select_targets`).
         rewind_step: lottery-ticket rewinding: snapshot the weights after this many steps and
             reset the survivors to it once the final sparsity is reached (null: off).
-        best_at_final_sparsity: only let ModelCheckpoint pick a "best" checkpoint once the final
-            sparsity is reached (last.ckpt is still written every time).
+        best_at_final_sparsity: only let a monitored checkpoint pick a "best" checkpoint once the
+            final sparsity is reached (last.ckpt is still written every time); the monitored
+            checkpoint callback must then be a
+            :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`, which asks
+            :meth:`best_checkpoint_eligible`.
     """
 
     def __init__(
@@ -135,31 +137,24 @@ class PruningCallback(L.Callback):
         return groups
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Attach masks before DDP wraps the model; make ModelCheckpoint pick "best" only at final sparsity."""
+        """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""
         if stage != "fit":
             return
         self.attach(pl_module)
         if self.best_at_final_sparsity:
             for cb in trainer.checkpoint_callbacks:
-                if isinstance(cb, ModelCheckpoint) and cb.monitor and not getattr(cb, "_peftlab_guarded", False):
-                    self._guard_best(cb)
+                if isinstance(cb, ModelCheckpoint) and cb.monitor and not isinstance(cb, EligibleModelCheckpoint):
+                    raise ConfigError(
+                        f"{KEY}.best_at_final_sparsity",
+                        f"the checkpoint callback monitoring {cb.monitor!r} is a plain ModelCheckpoint, which would pick a 'best' "
+                        f"checkpoint before the final sparsity; give it _target_: {EligibleModelCheckpoint.__module__}.EligibleModelCheckpoint "
+                        "(as callbacks/model_checkpoint.yaml does) or set best_at_final_sparsity=false",
+                    )
 
-    def _guard_best(self, cb: ModelCheckpoint) -> None:
-        # Lightning has no public "not yet eligible" switch for top-k checkpoints; wrapping the one
-        # method that ranks them keeps last.ckpt (needed to resume) while "best" waits for the
-        # final sparsity — so metrics.json's test numbers and sparsity describe a pruned model.
-        original, callback = cb._save_topk_checkpoint, self
-
-        def guarded(self_cb, trainer, monitor_candidates):
-            if callback.at_final_sparsity(trainer.global_step):
-                original(trainer, monitor_candidates)
-            else:
-                # Lightning writes last.ckpt only after a top-k save at the same step: mark the step
-                # as saved so last.ckpt (what a killed run resumes from) is still written
-                self_cb._last_global_step_saved = trainer.global_step
-
-        cb._save_topk_checkpoint = types.MethodType(guarded, cb)
-        cb._peftlab_guarded = True
+    def best_checkpoint_eligible(self, trainer: L.Trainer) -> bool:
+        """Whether a monitored checkpoint may rank the current weights as "best" (asked by
+        :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`)."""
+        return not self.best_at_final_sparsity or self.at_final_sparsity(trainer.global_step)
 
     def at_final_sparsity(self, step: int) -> bool:
         """Whether the schedule is finished (masks at final sparsity) after ``step`` optimizer steps."""
