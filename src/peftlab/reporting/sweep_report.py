@@ -16,6 +16,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from peftlab.utils.atomic_files import atomic_path, write_text_atomic
+
 
 def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job: its overrides, status, score, per-task main metrics, sparsity, α and time."""
@@ -71,7 +73,7 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"no */metrics.json under {sweep_dir}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
-    with paths["csv"].open("w", newline="") as fh:
+    with atomic_path(paths["csv"]) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -80,7 +82,7 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
     best = max((r for r in rows if "score" in r), key=lambda r: r["score"], default=None)
     if best:
         lines += ["", f"Best score {best['score']:.4f}: job {best['job']} ({best['overrides'] or 'defaults'})."]
-    paths["md"].write_text("\n".join(lines) + "\n")
+    write_text_atomic(paths["md"], "\n".join(lines) + "\n")
     _plot(rows, paths["png"])
     return paths
 
@@ -110,7 +112,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         twin.set_ylim(0, 1)
     ax.set_title("sweep: test score per job")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
