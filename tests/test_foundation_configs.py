@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -45,7 +46,8 @@ def test_each_strategy_sub_option_instantiates(make_cfg, group):
         cfg = make_cfg(f"{group}={option}")
         node = cfg.strategy[group.split("/")[1]]
         if "_target_" in node:
-            assert instantiate(node) is not None, f"{group}={option}"
+            built = instantiate(node)
+            assert type(built).__name__ == node._target_.rsplit(".", 1)[1], f"{group}={option}"
 
 
 @pytest.mark.parametrize("data", options("data"))
@@ -84,4 +86,6 @@ def test_each_callbacks_option_instantiates(make_cfg, callbacks):
 @pytest.mark.parametrize("option", options("debug") + [f"experiment={e}" for e in options("experiment")])
 def test_debug_and_experiment_options_compose(make_cfg, option):
     cfg = make_cfg(option if option.startswith("experiment=") else f"debug={option}")
-    assert cfg.trainer is not None
+    base = make_cfg()
+    changed = [k for k in ("trainer", "data", "model", "strategy") if OmegaConf.to_container(cfg[k]) != OmegaConf.to_container(base[k])]
+    assert changed, f"{option} changes nothing in trainer/data/model/strategy"

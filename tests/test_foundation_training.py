@@ -97,7 +97,9 @@ def test_separate_strategy_has_one_backbone_per_task(make_cfg):
 def test_mixed_mode_trains(make_cfg):
     metrics = train(make_cfg("data=digits_mixed", "trainer.max_epochs=3"))
     assert metrics["status"] == "completed"
-    assert all(v["acc"] > 0.5 for v in metrics["tasks"].values())
+    # well above chance (digit 0.1, the binary tasks 0.5); measured 0.86-0.89 after 3 epochs
+    acc = {task: v["acc"] for task, v in metrics["tasks"].items()}
+    assert acc["digit"] > 0.6 and acc["parity"] > 0.7 and acc["high"] > 0.7, acc
 
 
 def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path):
