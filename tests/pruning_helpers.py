@@ -38,7 +38,7 @@ class Net(nn.Module):
 
 def checkpoint_masks(path) -> dict[str, torch.Tensor]:
     """Every ``*_mask`` entry of a Lightning checkpoint."""
-    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {k: v for k, v in sd.items() if k.endswith("_mask")}
 
 

@@ -92,7 +92,7 @@ def test_two_processes_with_half_batches_equal_one_process():
         run_two_ranks(METHODS, [], out)
         for method in METHODS:
             single = fit(method, 1, [], out / f"single_{method}")
-            rank0, rank1 = torch.load(out / f"{method}.rank0.pt"), torch.load(out / f"{method}.rank1.pt")
+            rank0, rank1 = torch.load(out / f"{method}.rank0.pt", weights_only=True), torch.load(out / f"{method}.rank1.pt", weights_only=True)
             assert_same(rank0, rank1, f"{method} rank 0 vs rank 1")  # parameters and method state
             assert_same(rank0, single, f"{method} 2×B/2 vs 1×B")
 

@@ -69,4 +69,4 @@ def test_existing_out_is_refused_unless_asked(make_cfg, tmp_path):
     res = export(f"ckpt_path={metrics['ckpt_path']}", f"out={out}")
     assert res.returncode == 2 and res.stderr.startswith("error: out:") and out.read_text() == "keep me"
     assert export(f"ckpt_path={metrics['ckpt_path']}", f"out={out}", "overwrite=true").returncode == 0
-    assert torch.load(out, weights_only=False)["format"] == "peftlab-export-v1"
+    assert torch.load(out, weights_only=True)["format"] == "peftlab-export-v1"

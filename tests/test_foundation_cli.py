@@ -56,7 +56,7 @@ def test_bad_input_is_one_line_naming_the_key(finished_run, override, key):
 def test_eval_with_a_missing_checkpoint_fails_cleanly(tmp_path):
     result = run_cli("eval.py", "ckpt_path=/nonexistent/best.ckpt", log_dir=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: ckpt_path: file not found: /nonexistent/best.ckpt")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ckpt_path: /nonexistent/best.ckpt: no such file")
 
 
 def test_eval_cli_reproduces_test_metrics(finished_run, tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks
 from peftlab.cli import CONFIG_DIR
@@ -48,7 +50,8 @@ def test_each_strategy_sub_option_instantiates(make_cfg, group):
         cfg = make_cfg(f"{group}={option}")
         node = cfg.strategy[group.split("/")[1]]
         if "_target_" in node:
-            assert instantiate(node) is not None, f"{group}={option}"
+            built = instantiate(node)
+            assert type(built).__name__ == node._target_.rsplit(".", 1)[1], f"{group}={option}"
 
 
 @pytest.mark.parametrize("data", options("data"))
@@ -81,10 +84,12 @@ def test_each_callbacks_option_instantiates(make_cfg, callbacks):
     built = build_callbacks(make_cfg(f"callbacks={callbacks}"))
     assert built, callbacks
     if callbacks in ("default", "early_stopping", "none"):  # the bundles keep the checkpoints metrics.json needs
-        assert any(type(c).__name__ == "ModelCheckpoint" for c in built)
+        assert any(isinstance(c, ModelCheckpoint) and c.monitor for c in built) and any(isinstance(c, ModelCheckpoint) and not c.monitor for c in built)
 
 
 @pytest.mark.parametrize("option", options("debug") + [f"experiment={e}" for e in options("experiment")])
 def test_debug_and_experiment_options_compose(make_cfg, option):
     cfg = make_cfg(option if option.startswith("experiment=") else f"debug={option}")
-    assert cfg.trainer is not None
+    base = make_cfg()
+    changed = [k for k in ("trainer", "data", "model", "strategy") if OmegaConf.to_container(cfg[k]) != OmegaConf.to_container(base[k])]
+    assert changed, f"{option} changes nothing in trainer/data/model/strategy"

@@ -97,7 +97,9 @@ def test_separate_strategy_has_one_backbone_per_task(make_cfg):
 def test_mixed_mode_trains(make_cfg):
     metrics = train(make_cfg("data=digits_mixed", "trainer.max_epochs=3"))
     assert metrics["status"] == "completed"
-    assert all(v["acc"] > 0.5 for v in metrics["tasks"].values())
+    # well above chance (digit 0.1, the binary tasks 0.5); measured 0.86-0.89 after 3 epochs
+    acc = {task: v["acc"] for task, v in metrics["tasks"].items()}
+    assert acc["digit"] > 0.6 and acc["parity"] > 0.7 and acc["high"] > 0.7, acc
 
 
 def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path):
@@ -109,8 +111,8 @@ def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path
     train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed = train(make_cfg("trainer.max_epochs=4", f"ckpt_path={last}"))
-    a = torch.load(Path(full["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    b = torch.load(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    a = torch.load(Path(full["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -124,7 +126,7 @@ def test_last_checkpoint_is_rewritten_every_epoch(make_cfg):
     cfg = make_cfg("trainer.max_epochs=4", "model.optimizer.lr=0.0")  # lr 0: the score never improves
     train(cfg)
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
-    last = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
+    last = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
     assert last["epoch"] == 3 and last["global_step"] == 4 * 20
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
 

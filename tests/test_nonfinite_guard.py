@@ -49,9 +49,10 @@ def test_nan_steps_are_skipped_counted_and_never_reach_the_weights(make_cfg, mon
     rows = [r for f in Path(cfg.paths.output_dir).rglob("metrics.csv") for r in csv.DictReader(open(f))]
     skipped = [float(r["train/skipped_steps"]) for r in rows if r.get("train/skipped_steps")]
     assert max(skipped) == 2.0
-    ckpt = torch.load(metrics["ckpt_path"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(metrics["ckpt_path"], map_location="cpu", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor) and v.is_floating_point())
-    assert metrics["score"] > 0.5
+    acc = {task: v["acc"] for task, v in metrics["tasks"].items()}  # still learns: far above chance (0.1, 0.5, 0.5)
+    assert acc["digit"] > 0.6 and acc["parity"] > 0.7 and acc["high"] > 0.7, acc
 
 
 @pytest.mark.parametrize("weighting", ["fixed", "pcgrad"])

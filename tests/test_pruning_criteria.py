@@ -139,7 +139,7 @@ def test_lottery_ticket_rewinding_resets_survivors():
                 m.weight.add_(0.01 * torch.randn_like(m.weight))  # stands in for optimizer steps
         if step == 2:
             snapshot = [m.weight.detach().clone() for m in net.body[::2]]
-        cb.on_train_batch_end(SimpleNamespace(global_step=step, loggers=[]), net, None, None, step)
+        cb.on_train_batch_end(SimpleNamespace(global_step=step, loggers=[], optimizers=[]), net, None, None, step)
     for m, w in zip(net.body[::2], snapshot):
         mask = get_mask(m, "weight")
         assert float((mask == 0).float().mean()) == pytest.approx(0.6, abs=1e-3)

@@ -23,7 +23,7 @@ def test_kill_and_resume_gives_identical_masks(make_cfg, criterion):
     with pytest.raises(Crash):
         train(crashing)
     last = Path(crashing.paths.output_dir) / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 40
+    assert torch.load(last, weights_only=True)["global_step"] == 40
     resumed = train(make_cfg(*BASE, *pick, f"ckpt_path={last}", fast=False))
     a = checkpoint_masks(Path(full["run_dir"]) / "checkpoints" / "last.ckpt")
     b = checkpoint_masks(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt")

@@ -15,7 +15,7 @@ QUIET = ["callbacks=model_checkpoint", "trainer.enable_progress_bar=false", "tra
 
 def checkpoint_sparsity(path) -> float:
     """Zeros / entries of the masked weights actually stored in a checkpoint."""
-    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     ws = [sd[k[: -len("_mask")]] for k in sd if k.endswith("weight_mask")]
     return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
 

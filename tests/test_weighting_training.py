@@ -4,7 +4,6 @@ gradient accumulation, bad input, and the commands of the issue."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -136,5 +135,11 @@ def test_ddp_sim_with_pcgrad(tmp_path):
     result = run_cli("train.py", "trainer=ddp_sim", "strategy/weighting=pcgrad", "trainer.max_epochs=2", "callbacks=none", "trainer.enable_progress_bar=false", log_dir=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = [read_json(p) for p in metrics_files(tmp_path)]
-    assert metrics["status"] == "completed" and metrics["score"] > 0.5
-    assert json.dumps(metrics["alpha"])  # α reported from rank zero
+    assert metrics["status"] == "completed"
+    # well above chance (digit 0.1, the binary tasks 0.5; 2 epochs single-process reach 0.87-0.89)
+    assert metrics["tasks"]["digit"]["acc"] > 0.6 and metrics["tasks"]["parity"]["acc"] > 0.7 and metrics["tasks"]["high"]["acc"] > 0.7
+    # α reported from rank zero is PCGrad's last combination, as stored with the tested weights
+    alpha = metrics["alpha"]
+    assert list(alpha) == ["digit", "parity", "high"] and all(math.isfinite(a) and a > 0 for a in alpha.values())
+    stored = torch.load(metrics["ckpt_path"], map_location="cpu", weights_only=True)["state_dict"]["weighting.last_alpha"]
+    assert list(alpha.values()) == pytest.approx(stored.tolist(), rel=1e-6)

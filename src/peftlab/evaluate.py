@@ -5,25 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_datamodule, build_model, build_strategy_callbacks, build_trainer
 from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.run_reports import prunable_from_callbacks
+from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
 
 
 def load_training_config(ckpt_path: str) -> DictConfig:
     """The resolved config stored in a peftlab checkpoint."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError("ckpt_path", f"file not found: {ckpt_path}; pass a checkpoint written by train.py (e.g. <run dir>/checkpoints/last.ckpt)")
-    # weights_only=False: the checkpoint holds the run's config and callback states, not only
-    # tensors; only load checkpoints you trust.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if CHECKPOINT_KEY not in checkpoint:
+    checkpoint = load_checkpoint_safely(ckpt_path)  # one ConfigError line for a missing, truncated or foreign file
+    if not isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
         raise ConfigError("ckpt_path", f"{ckpt_path} was not written by peftlab's train.py (no {CHECKPOINT_KEY!r} entry)")
     return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
 
@@ -36,6 +31,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_cfg = load_training_config(cfg.ckpt_path)
     datamodule = build_datamodule(train_cfg)
     model = build_model(train_cfg)
+    checkpoint = load_checkpoint_safely(cfg.ckpt_path, mmap=True)
+    model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
+    check_state_dict_matches(model, checkpoint["state_dict"], cfg.ckpt_path)
+    del checkpoint
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
     metrics = {

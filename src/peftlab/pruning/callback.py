@@ -4,8 +4,6 @@ fractions of the run), keeps masks as buffers, checkpoints its own state, and re
 from __future__ import annotations
 
 import math
-
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,11 +15,12 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
-from peftlab.pruning.masks import apply_masks, attach_mask, get_mask
+from peftlab.pruning.masks import apply_masks, attach_mask, get_mask, mask_gradients
 from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
 from peftlab.pruning.schedules import Schedule, check_step_or_fraction, to_steps
 from peftlab.pruning.selection import Target, select_targets
 from peftlab.pruning.structure import UnitGroup, find_groups
+from peftlab.utils.eligible_checkpoint import EligibleModelCheckpoint
 
 KEY = "strategy.pruning"
 
@@ -40,8 +39,11 @@ class PruningCallback(L.Callback):
         rewind_step: lottery-ticket rewinding: snapshot the weights after this many steps (int, or
             a fraction of the run) and reset the survivors to it once the final sparsity is
             reached (null: off).
-        best_at_final_sparsity: only let ModelCheckpoint pick a "best" checkpoint once the final
-            sparsity is reached (last.ckpt is still written every time).
+        best_at_final_sparsity: only let a monitored checkpoint pick a "best" checkpoint once the
+            final sparsity is reached (last.ckpt is still written every time); the monitored
+            checkpoint callback must then be a
+            :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`, which asks
+            :meth:`best_checkpoint_eligible`.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class PruningCallback(L.Callback):
         self.targets: list[Target] = []
         self.groups: list[UnitGroup] = []
         self.masked: list[tuple[nn.Module, str]] = []
+        self.gradient_hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     # ------------------------------------------------------------ wiring
     def prunable_parameters(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -104,11 +107,15 @@ class PruningCallback(L.Callback):
             for g in self.groups:
                 pairs += [(lin, "weight") for _, lin in g.producers] + [(lin, "bias") for _, lin in g.producers if lin.bias is not None]
         seen, self.masked = set(), []
+        for handle in self.gradient_hooks:  # attached again (a second fit): one hook per parameter
+            handle.remove()
+        self.gradient_hooks = []
         for module, attr in pairs:
             if (id(module), attr) not in seen:
                 seen.add((id(module), attr))
                 attach_mask(module, attr)
                 self.masked.append((module, attr))
+                self.gradient_hooks.append(mask_gradients(module, attr))
 
     def _groups(self, model: nn.Module) -> list[UnitGroup]:
         """Unit groups whose producers are all selected; selected layers no group covers are an error."""
@@ -127,31 +134,24 @@ class PruningCallback(L.Callback):
         return groups
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Attach masks before DDP wraps the model; make ModelCheckpoint pick "best" only at final sparsity."""
+        """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""
         if stage != "fit":
             return
         self.attach(pl_module)
         if self.best_at_final_sparsity:
             for cb in trainer.checkpoint_callbacks:
-                if isinstance(cb, ModelCheckpoint) and cb.monitor and not getattr(cb, "_peftlab_guarded", False):
-                    self._guard_best(cb)
+                if isinstance(cb, ModelCheckpoint) and cb.monitor and not isinstance(cb, EligibleModelCheckpoint):
+                    raise ConfigError(
+                        f"{KEY}.best_at_final_sparsity",
+                        f"the checkpoint callback monitoring {cb.monitor!r} is a plain ModelCheckpoint, which would pick a 'best' "
+                        f"checkpoint before the final sparsity; give it _target_: {EligibleModelCheckpoint.__module__}.EligibleModelCheckpoint "
+                        "(as callbacks/model_checkpoint.yaml does) or set best_at_final_sparsity=false",
+                    )
 
-    def _guard_best(self, cb: ModelCheckpoint) -> None:
-        # Lightning has no public "not yet eligible" switch for top-k checkpoints; wrapping the one
-        # method that ranks them keeps last.ckpt (needed to resume) while "best" waits for the
-        # final sparsity — so metrics.json's test numbers and sparsity describe a pruned model.
-        original, callback = cb._save_topk_checkpoint, self
-
-        def guarded(self_cb, trainer, monitor_candidates):
-            if callback.at_final_sparsity(trainer.global_step):
-                original(trainer, monitor_candidates)
-            else:
-                # Lightning writes last.ckpt only after a top-k save at the same step: mark the step
-                # as saved so last.ckpt (what a killed run resumes from) is still written
-                self_cb._last_global_step_saved = trainer.global_step
-
-        cb._save_topk_checkpoint = types.MethodType(guarded, cb)
-        cb._peftlab_guarded = True
+    def best_checkpoint_eligible(self, trainer: L.Trainer) -> bool:
+        """Whether a monitored checkpoint may rank the current weights as "best" (asked by
+        :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`)."""
+        return not self.best_at_final_sparsity or self.at_final_sparsity(trainer.global_step)
 
     def at_final_sparsity(self, step: int) -> bool:
         """Whether the schedule is finished (masks at final sparsity) after ``step`` optimizer steps."""
@@ -194,6 +194,7 @@ class PruningCallback(L.Callback):
         if self.rewind_step == 0 and self.rewind_weights is None and trainer.global_step == 0:
             self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
         apply_masks(self.masked)
+        self.mask_optimizer_state(trainer.optimizers)  # (a checkpoint written before gradients were masked)
         self._maybe_update(trainer, pl_module, trainer.global_step)  # e.g. one_shot at step 0
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
@@ -214,6 +215,8 @@ class PruningCallback(L.Callback):
             return
         target = self.schedule.sparsity_at(step)
         self.update_masks(target, step)
+        if trainer is not None:
+            self.mask_optimizer_state(trainer.optimizers)
         self.last_update_step = step
         self.history.append((step, self.current_sparsity))
         if step >= self.schedule.end_step and self.rewind_weights is not None:
@@ -236,6 +239,22 @@ class PruningCallback(L.Callback):
                 get_mask(t.module, t.attr).copy_(mask)
         apply_masks(self.masked)
         self.current_sparsity = self.measured_sparsity()
+
+    @torch.no_grad()
+    def mask_optimizer_state(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Zero the optimizer's per-entry state (Adam's moments, SGD's momentum) of pruned entries.
+
+        Gradients of pruned entries are masked, so their state stays zero once it is zero; this
+        clears what a weight accumulated before it was pruned, so a pruned weight gets no
+        update from its old momentum either.
+        """
+        for optimizer in optimizers:
+            for module, attr in self.masked:
+                param = getattr(module, attr)
+                state = optimizer.state.get(param, {})
+                for value in state.values():
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                        value.mul_(get_mask(module, attr).to(value.dtype))
 
     def _structured_masks(self, sparsity: float) -> dict[tuple[nn.Module, str], torch.Tensor]:
         current = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ from torch import nn
 from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
 from peftlab.pruning.export import FORMAT, compact, dense_state_dict, export_payload, shrink_to
+from peftlab.utils.atomic_files import atomic_path
+from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
 
 
 def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
@@ -24,8 +25,9 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
     cfg = load_training_config(ckpt_path)  # raises ConfigError("ckpt_path", ...) on a bad file
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model.on_load_checkpoint(checkpoint)
+    checkpoint = load_checkpoint_safely(ckpt_path)
+    model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
+    check_state_dict_matches(model, checkpoint["state_dict"], ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), cfg, datamodule
 
@@ -68,10 +70,8 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     container = OmegaConf.to_container(cfg)
     payload = export_payload(model, container, use_sparse, meta)
     bytes_dense = _nbytes(export_payload(model, container, False, meta))
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, tmp)
-    os.replace(tmp, out_path)  # atomic: a failed export never leaves a half-written `out`
+    with atomic_path(out_path) as tmp:  # a failed export never leaves a half-written `out`
+        torch.save(payload, tmp)
     return {
         "out": str(out_path), "params_before": params_before, "params_after": params_after, "removed": removed,
         "sparse": use_sparse, "max_abs_diff": diff, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
@@ -82,9 +82,15 @@ def load_exported(path: str) -> nn.Module:
     """Rebuild an exported model (smaller layers, dense weights) ready for inference."""
     from peftlab.builders import build_model
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("format") != FORMAT:
-        raise ConfigError("path", f"{path} is not a peftlab export (format {payload.get('format')!r})")
+    try:  # weights_only: tensors (dense and CSR) and plain containers only; opening a file runs no code
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError("path", f"{path}: no such file; pass a file written by scripts/export.py") from None
+    except Exception as err:  # truncated, not a torch file, or holding objects a safe load refuses
+        raise ConfigError("path", f"{path}: not a readable peftlab export ({type(err).__name__}); pass a file written by scripts/export.py") from None
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt != FORMAT:
+        raise ConfigError("path", f"{path} is not a peftlab export (format {fmt!r})")
     cfg = OmegaConf.create(payload["config"])
     model = build_model(cfg)
     state = dense_state_dict(payload["state_dict"])

@@ -6,6 +6,11 @@ PEER-FIGURES.md). Here the parameter itself holds the zeros: masks are multiplie
 each optimizer step (one fused ``_foreach_mul_``), and the buffer makes the mask part of every
 ``state_dict``/checkpoint. Checkpoints written with torch.nn.utils.prune masks still load
 (see :mod:`peftlab.pruning.reparam`).
+
+Gradients are masked too (:func:`mask_gradients`), as torch's reparametrisation does through its
+product: a tensor hook on each pruned parameter multiplies every gradient computed for it —
+by ``loss.backward()`` or by ``torch.autograd.grad`` (the per-task-gradient path) — by the mask,
+so pruned entries count in no gradient norm, clipping threshold, Gram matrix or optimizer moment.
 """
 
 from __future__ import annotations
@@ -32,6 +37,24 @@ def attach_mask(module: nn.Module, attr: str) -> torch.Tensor:
     param = getattr(module, attr)
     module.register_buffer(name, torch.ones_like(param, dtype=param.dtype))
     return getattr(module, name)
+
+
+class _MaskGradient:
+    """Tensor hook ``grad -> grad * mask``; reads the buffer at call time, so a mask replaced by
+    ``module.to(device)`` or refilled by ``load_state_dict`` is the one applied."""
+
+    __torch_unserializable__ = True  # hooks are rebuilt by whoever attaches masks; no pickling warning
+
+    def __init__(self, module: nn.Module, attr: str):
+        self.module, self.name = module, mask_name(attr)
+
+    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * getattr(self.module, self.name).to(grad.dtype)
+
+
+def mask_gradients(module: nn.Module, attr: str) -> torch.utils.hooks.RemovableHandle:
+    """Make every gradient of ``module.<attr>`` zero where its mask is (returns the hook's handle)."""
+    return getattr(module, attr).register_hook(_MaskGradient(module, attr))
 
 
 def get_mask(module: nn.Module, attr: str) -> torch.Tensor | None:

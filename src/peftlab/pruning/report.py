@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from peftlab.utils.atomic_files import atomic_path
+
 
 def sparsity_report(prunable: list[tuple[str, torch.Tensor]]) -> dict:
     """``{layers: {name: {sparsity, nonzero, numel}}, global_sparsity, nonzero, prunable}``."""
@@ -68,6 +70,6 @@ def write_sparsity_plot(layers: dict, path: Path, history: list | None = None, t
         over.set_ylabel("sparsity")
         over.set_title("sparsity over training")
         over.legend(loc="lower right")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

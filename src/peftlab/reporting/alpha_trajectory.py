@@ -7,6 +7,8 @@ from typing import Any
 
 import lightning as L
 
+from peftlab.utils.atomic_files import atomic_path
+
 
 class AlphaTrajectory(L.Callback):
     """Records ``pl_module.weighting.alpha()`` after every optimizer step; writes ``alpha.png``.
@@ -58,7 +60,8 @@ class AlphaTrajectory(L.Callback):
         ax.legend()
         fig.tight_layout()
         path = Path(run_dir) / "alpha.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         return {"alpha_plot": str(path)}
 

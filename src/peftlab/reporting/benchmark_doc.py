@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from peftlab.utils.atomic_files import write_text_atomic
+
 
 def write_benchmark_section(section: str, text: str, path: Path) -> None:
     """Replace the text between ``<!-- BEGIN section -->`` and ``<!-- END section -->`` in ``path``."""
@@ -13,4 +15,4 @@ def write_benchmark_section(section: str, text: str, path: Path) -> None:
     if begin not in doc or end not in doc:
         raise ValueError(f"{path} has no {begin} ... {end} markers")
     pattern = re.escape(begin) + ".*?" + re.escape(end)
-    path.write_text(re.sub(pattern, lambda _: f"{begin}\n{text}\n{end}", doc, flags=re.S))
+    write_text_atomic(path, re.sub(pattern, lambda _: f"{begin}\n{text}\n{end}", doc, flags=re.S))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from peftlab.utils.atomic_files import write_text_atomic
 
 METRICS_FILE = "metrics.json"
 
@@ -15,12 +16,7 @@ def write_metrics(run_dir: str | Path, payload: dict[str, Any]) -> Path:
 
     A reader never sees a half-written file, even if the job is killed mid-write.
     """
-    path = Path(run_dir) / METRICS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(run_dir) / METRICS_FILE, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def failure_payload(run_dir: str | Path, error: BaseException, config: dict | None = None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from peftlab.utils.atomic_files import atomic_path, write_text_atomic
+
 NO_METRICS = "no metrics.json: the job did not finish"
 
 
@@ -89,7 +91,7 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"no job directories (*/.hydra or */metrics.json) under {sweep_dir}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
-    with paths["csv"].open("w", newline="") as fh:
+    with atomic_path(paths["csv"]) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -101,7 +103,7 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
     failed = failed_jobs(rows)
     if failed:
         lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}."]
-    paths["md"].write_text("\n".join(lines) + "\n")
+    write_text_atomic(paths["md"], "\n".join(lines) + "\n")
     _plot(rows, paths["png"])
     return paths
 
@@ -154,7 +156,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         bottom = low_ax
     long_labels = max(len(line) for label in labels for line in label.splitlines()) * len(done) > 110
     bottom.set_xticks(x, labels, fontsize=8, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -41,19 +41,30 @@ def world_size() -> int:
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """Average ``t`` over DDP ranks (in place; a no-op without DDP). Returns ``t``."""
+    """Average ``t`` over DDP ranks (in place, also for a non-contiguous view; a no-op without DDP). Returns ``t``."""
     n = world_size()
     if n > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _all_reduce_in_place(t)
         t.div_(n)
     return t
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over DDP ranks (in place; a no-op without DDP). Returns ``t``."""
+    """Sum ``t`` over DDP ranks (in place, also for a non-contiguous view; a no-op without DDP). Returns ``t``."""
     if world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _all_reduce_in_place(t)
     return t
+
+
+def _all_reduce_in_place(t: torch.Tensor) -> None:
+    # gloo reduces a non-contiguous view (e.g. rows[:, k:]) wrongly and without an error
+    # (measured: rank 1 unchanged, rank 0 scrambled), so reduce a contiguous copy and write it back
+    if t.is_contiguous():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    else:
+        buf = t.contiguous()
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        t.copy_(buf)
 
 
 def check_positive(key: str, value, allow_zero: bool = False) -> float:

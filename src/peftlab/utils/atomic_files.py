@@ -1,0 +1,44 @@
+"""Write files atomically: a temp file next to the target, flushed, then ``os.replace``.
+
+A reader (a sweep report, a resumed job, ``eval.py``) sees the old file or the new one, never a
+half-written one, even when the job is killed mid-write. Hand-written because neither the
+standard library nor our dependencies offer it for arbitrary writers (torch.save, matplotlib,
+csv); fsspec's transactions write the temp file into the system temp dir, so on a cluster
+(/tmp local, run dir on NFS/Lustre) the final move is a copy, not an atomic rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path in ``path``'s directory; on success it replaces ``path`` in one rename.
+
+    On an exception the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # on disk before the rename, so a crash cannot expose an empty file
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
