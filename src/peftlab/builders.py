@@ -13,6 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
+from peftlab.utils.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.utils.strategy_check import check_distribution_strategy
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -93,7 +95,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     """The Lightning trainer of ``cfg.trainer`` (for ``model``, when given)."""
     if cfg.trainer.get("gradient_clip_val") is not None:
         raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm|value|agc|per_task>")
-    overrides: dict[str, Any] = {}
+    check_distribution_strategy(cfg)  # ddp_spawn/fork would lose test metrics and reports in the children
+    # checkpoints go to a temp file and are renamed: a job killed mid-write keeps its previous last.ckpt
+    overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO()]}
     if model is not None and not model.automatic_optimization:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
         # per-task-gradient step accumulates itself (model.accumulate_grad_batches, wired from the
