@@ -108,7 +108,7 @@ def test_resume_from_a_truncated_checkpoint_is_a_config_error(bad_checkpoints, t
     """Through Lightning's own resume (trainer.fit(ckpt_path=...)) with the AtomicCheckpointIO plugin."""
     cfg = compose_config(RUN, tmp_path)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=2, limit_train_batches=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, plugins=[AtomicCheckpointIO()],

@@ -51,7 +51,7 @@ def fit(case: str, devices: int, out: Path) -> dict[str, torch.Tensor]:
     cfg = compose_config(["trainer=ddp_sim"] + COMMON + CASES[case] + [f"data.batch_size={GLOBAL_BATCH // devices}"], out)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy=cfg.trainer.strategy if devices > 1 else "auto", max_epochs=3, limit_train_batches=2,
         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -79,7 +79,7 @@ def fit(cfg, extra_callbacks: list[L.Callback]):
     """A few optimizer steps through Lightning's Trainer; returns (model, trainer, logger, alphas)."""
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg)
     logger, alphas = RecordingLogger(), AlphaEachStep()
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=STEPS, limit_val_batches=0, log_every_n_steps=1,
