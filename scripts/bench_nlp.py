@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -124,19 +123,20 @@ def raw_epoch(model: MultiTaskModule, loader, optimizer) -> float:
     return (time.perf_counter() - start) * 1000 / steps
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def memory_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in MB (Linux; both start afresh at exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 
 
 def peak_memory_child(path: Path, name: str, steps: int, seq: int) -> None:
     """(run in a fresh process) train ``name`` for ``steps`` steps; print peak RSS above the post-import RSS, in MB."""
-    base = rss_mb()
+    base = memory_mb("VmRSS")
     model = module(path, name)
     loader = torch.utils.data.DataLoader(batches(steps, seq), batch_size=None)
     L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, use_distributed_sampler=False).fit(model, train_dataloaders=loader)
-    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base}))
+    print(json.dumps({"peak_mb": memory_mb("VmHWM") - base}))
 
 
 def peak_memory(path: Path, name: str, steps: int, seq: int, threads: int) -> float:
