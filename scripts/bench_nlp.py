@@ -170,15 +170,19 @@ def main() -> None:
         models = {name: module(path, name) for name in POLICIES}
         timers = {name: EpochTimer() for name in POLICIES}
         raw_ms: list[float] = []
-        for _ in range(args.epochs):
+        for epoch in range(args.epochs):
             raw_ms.append(raw_epoch(raw_model, loader, raw_opt))
             for name in POLICIES:
                 lightning_epoch(models[name], loader, timers[name])
+            print(f"epoch {epoch}: hand-written {raw_ms[-1]:.0f} ms/step, " + ", ".join(f"{n} {t.per_step_ms[-1]:.0f}" for n, t in timers.items()), file=sys.stderr, flush=True)
         step_ms = {name: statistics.median(t.per_step_ms[1:] or t.per_step_ms) for name, t in timers.items()}
         raw = statistics.median(raw_ms[1:] or raw_ms)
         params = {name: count_parameters(m) for name, m in models.items()}
         del models, raw_model, raw_opt
-        memory = {name: peak_memory(path, name, 2, dims["seq"], args.threads) for name in POLICIES}
+        memory = {}
+        for name in POLICIES:
+            memory[name] = peak_memory(path, name, 2, dims["seq"], args.threads)
+            print(f"peak memory {name}: {memory[name]:.0f} MB", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
 
     heads = params["frozen"]["trainable"]  # frozen trains the heads and nothing else
