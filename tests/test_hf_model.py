@@ -93,6 +93,7 @@ def test_bad_pooling_and_dtype_name_their_keys(bert_dir):
 
 def test_bfloat16_backbone_with_float32_features(bert_dir):
     backbone = HFBackbone(str(bert_dir), dtype="bfloat16", gradient_checkpointing=True)
+    assert backbone.training and backbone.model.training  # from_pretrained's eval mode is undone: dropout trains
     assert next(backbone.model.parameters()).dtype == torch.bfloat16
     ids, mask, _ = rows_with_padding("right")
     assert backbone(input_ids=ids, attention_mask=mask).dtype == torch.float32

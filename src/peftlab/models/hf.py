@@ -77,7 +77,8 @@ class HFBackbone(nn.Module):
             raise ConfigError("model.pooling", f"must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         self.name_or_path = str(name_or_path)
         self.pooling = pooling
-        self.model = load_pretrained(self.name_or_path, trust_remote_code, dtype)
+        # from_pretrained returns the model in eval mode; a module starts in training mode (dropout on)
+        self.model = load_pretrained(self.name_or_path, trust_remote_code, dtype).train()
         if gradient_checkpointing:
             # non-reentrant checkpointing also works when the embeddings are frozen (adapters, BitFit);
             # transformers >= 5 renamed the call (the old name still works there, with a warning)

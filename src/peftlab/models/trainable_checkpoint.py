@@ -5,7 +5,8 @@ ones ``model.name_or_path`` already holds: writing them into every checkpoint wo
 hundreds of MB each. On save they are dropped and ``checkpoint["peftlab_base_model"]`` records
 where they come from; on load (eval, resume, export) the freshly built model already holds them,
 so they are put back into the state dict after checking that exactly those keys are missing.
-Buffers (pruning masks among them) are always kept. Backbones that were not loaded from
+Buffers (pruning masks among them) are always kept, and a pruned frozen weight comes back as
+base weight × mask. Backbones that were not loaded from
 pretrained weights (the MLP) keep full checkpoints.
 """
 
@@ -50,4 +51,7 @@ def restore_frozen_weights(module: nn.Module, checkpoint: dict[str, Any]) -> Non
         unexpected = sorted(missing - frozen) or sorted(frozen - missing)
         raise ConfigError("ckpt_path", f"the checkpoint's weights do not fit this model's frozen/trainable split (e.g. {unexpected[:3]}); was it trained with another strategy/sharing?")
     for key in frozen:
-        state[key] = own[key]
+        # a pruned frozen weight holds its zeros in place (peftlab.pruning.masks): base × mask is
+        # exactly what was trained with, since a frozen weight never changes otherwise
+        mask = state.get(key + "_mask")
+        state[key] = own[key] * mask if mask is not None else own[key]
