@@ -88,7 +88,7 @@ def test_mistyped_key_gets_the_closest_valid_key(args, message):
     "args",
     [
         ["trainer.accumulate_grad_batches=2"],  # in the trainer config: no leading + needed
-        ["trainer.limit_train_batches=3", "trainer.max_steps=5"],
+        ["++trainer.limit_train_batches=3", "+trainer.max_steps=5"],
         ["ckpt_path=x.ckpt"],  # a ??? value in eval.yaml counts as present
         ["strategy=prune_share", "strategy.pruning.final_sparsity=0.3,0.5"],
         ["-m", "strategy=share,prune_share", "strategy.pruning.final_sparsity=0.3"],  # group sweeps: left to Hydra
