@@ -35,7 +35,6 @@ PLAIN_FORMS = {
     "add": ("+trainer.val_check_interval=0.5", lambda cfg: cfg["trainer"]["val_check_interval"] == 0.5),
     "force-add": ("++trainer.max_epochs=3", lambda cfg: cfg["trainer"]["max_epochs"] == 3),
     "add-new-by-force": ("++trainer.val_check_interval=0.25", lambda cfg: cfg["trainer"]["val_check_interval"] == 0.25),
-    "add-group": ("+experiment=digits_alpha", lambda cfg: cfg["task_name"] is not None),
 }
 
 
