@@ -6,14 +6,14 @@
 import argparse
 import sys
 
-from peftlab.reporting.sweep_report import write_sweep_report
-
 
 def main() -> None:
     """Parse the command line, write the report, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="a multirun directory, e.g. logs/train/multiruns/2026-01-01_12-00-00_ab12cd34")
     args = parser.parse_args()
+    from peftlab.reporting.sweep_report import write_sweep_report  # after parsing: --help stays instant
+
     try:
         paths = write_sweep_report(args.sweep_dir)
     except FileNotFoundError as exc:

@@ -36,8 +36,8 @@ README = ROOT / "README.md"
 
 #: Appended to commands that start with these words; a key the command sets itself is not appended.
 BUDGETS: dict[str, list[str]] = {
-    "python train.py": ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"],
-    "python eval.py": ["trainer.limit_test_batches=2"],
+    "python train.py": ["trainer.max_epochs=1", "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"],
+    "python eval.py": ["++trainer.limit_test_batches=2"],
     "python scripts/bench_overhead.py": ["--epochs", "5"],
     "python scripts/bench_weighting.py": ["--no-bert", "--digits-steps", "2", "--digits-rounds", "1"],
     "python scripts/bench_pruning.py": ["--quick"],
@@ -87,7 +87,7 @@ def with_budget(command: str) -> str:
                         extra += [item, budget[i + 1]]
                     i += 2
                     continue
-                if item.split("=", 1)[0] not in set_keys and item not in words:
+                if item.split("=", 1)[0].lstrip("+~") not in set_keys and item not in words:
                     extra.append(item)
                 i += 1
             return " ".join([command, *map(shlex.quote, extra)])
