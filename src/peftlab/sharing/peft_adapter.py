@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
@@ -66,9 +68,15 @@ class PeftAdapter(SharingPolicy):
 
         backbone = make_backbone()
         target = getattr(backbone, "model", backbone)
-        _check_targets(self.adapter, target)
+        adapter = self.adapter
+        if getattr(adapter, "target_modules", "") is None and getattr(target, "config", None) is None:
+            # peft infers targets from a Hugging Face config's model type; a plain network (the
+            # built-in MLP) has none, so every nn.Linear of it gets the adapter
+            adapter = copy.copy(adapter)
+            adapter.target_modules = [n for n, m in target.named_modules() if isinstance(m, nn.Linear)]
+        _check_targets(adapter, target)
         try:
-            peft.inject_adapter_in_model(self.adapter, target)
+            peft.inject_adapter_in_model(adapter, target)
         except ValueError as err:
             first = str(err).splitlines()[0]
             if "target_modules" in first or "not found" in first:
