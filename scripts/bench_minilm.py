@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=2000, help="rows of the tweets corpus (80 %% train)")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
     parser.add_argument("--repeats", type=int, default=15, help="latency repeats per model")
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5])
     parser.add_argument("--write", action="store_true", help="write the minilm section of docs/benchmarks.md")
@@ -140,7 +140,9 @@ def main() -> None:
         rows[name] = dict(metrics=metrics, total=total, trainable=trainable, nonzero=nonzero, removed=removed,
                           exported=sum(p.numel() for p in model.parameters()), fit_s=time.perf_counter() - t0)
         models[name] = model
-        print(f"{name}: done in {rows[name]['fit_s']:.0f} s", flush=True)
+        r = rows[name]
+        print(f"{name}: done in {r['fit_s']:.0f} s; test {({k: round(v, 4) for k, v in metrics.items()})}; trainable {r['trainable']:,}, "
+              f"non-zero {r['nonzero']:,}, exported {r['exported']:,}", flush=True)
     lat = latencies(models, inputs, args.repeats)
     text = report(rows, lat, args)
     print(text)
