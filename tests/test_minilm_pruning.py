@@ -84,3 +84,8 @@ def test_task_lora_with_pruning_resumes_exactly_at_epoch_ends(make_cfg, tiny_dir
         assert all(torch.equal(a[k], b[k]) for k in keys), kind
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["pruning"]["history"] == full["pruning"]["history"]
+    from peftlab.errors import ConfigError
+    from peftlab.pruning.export_io import export_checkpoint
+
+    with pytest.raises(ConfigError, match="one LoRA per task"):  # per-task adapters cannot merge into one base
+        export_checkpoint(full["ckpt_path"], str(Path(full["run_dir"]) / "model.pt"))
