@@ -46,15 +46,16 @@ def test_prune_share_prunes_the_encoders_linear_weights_only(make_cfg, tiny_dir)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pruning", ["heads", "neurons"])
-def test_structured_prune_share_exports_a_smaller_model_equal_to_the_masked_one(make_cfg, tiny_dir, tmp_path, pruning):
+@pytest.mark.parametrize("pruning, sharing", [("heads", "hard"), ("neurons", "hard"), ("heads", "peft")])
+def test_structured_prune_share_exports_a_smaller_model_equal_to_the_masked_one(make_cfg, tiny_dir, tmp_path, pruning, sharing):
     from peftlab.pruning.export_io import export_checkpoint, load_exported, load_masked_model, _sample_inputs
 
-    result = train(make_cfg(*example(tiny_dir, "strategy=prune_share", f"strategy/pruning={pruning}"), fast=True))
+    # sharing=peft: a shared LoRA on query/value, merged into the masked base and re-masked at export
+    result = train(make_cfg(*example(tiny_dir, "strategy=prune_share", f"strategy/pruning={pruning}", f"strategy/sharing={sharing}"), fast=True))
     assert result["pruning"]["unit_sparsity"] == pytest.approx(0.5)
     out = tmp_path / "model.pt"
     info = export_checkpoint(result["ckpt_path"], str(out))
-    assert info["params_after"] < info["params_before"]
+    assert info["params_after"] < info["params_before"] and info["merged_lora"] == (4 if sharing == "peft" else 0)
     assert info["removed"][pruning] == (2 if pruning == "heads" else 2 * 32)  # half of 2 heads / 64 FFN units, 2 layers
     masked, _, datamodule = load_masked_model(result["ckpt_path"])
     exported = load_exported(str(out))

@@ -28,6 +28,10 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
+    if has_lora(model):  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
+        from peftlab.pruning.lora_merge import gate_pruned_lora_rows
+
+        gate_pruned_lora_rows(model)
     return model.eval(), cfg, datamodule
 
 
@@ -84,7 +88,7 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     os.replace(tmp, out_path)  # atomic: a failed export never leaves a half-written `out`
     return {
         "out": str(out_path), "params_before": params_before, "params_after": params_after, "removed": removed,
-        "sparse": use_sparse, "max_abs_diff": diff, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
+        "sparse": use_sparse, "max_abs_diff": diff, "merged_lora": merged, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
     }
 
 
