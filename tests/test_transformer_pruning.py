@@ -13,7 +13,7 @@ from peftlab.errors import ConfigError
 from peftlab.pruning import PruningCallback
 from peftlab.pruning.criteria import GateGradient, Heads, Neurons
 from peftlab.pruning.export import compact, remove_heads
-from peftlab.pruning.lora_merge import gate_pruned_lora_rows, merge_and_remask
+from peftlab.pruning.lora_merge import merge_and_remask
 from peftlab.pruning.structure import find_groups
 
 HEADS = r"attention\.(self\.(query|key|value)|output\.dense)"
@@ -155,18 +155,23 @@ def test_pruning_under_lora_acts_on_base_weights_and_survives_merging(bert_dir):
     holder = _holder(bert.encoder)
     groups = find_groups(holder, "heads") + find_groups(holder, "neurons")
     assert groups and all(n.endswith(".base_layer") for g in groups for n, _ in g.producers if "query" in n or "intermediate" in n)
-    heads = PruningCallback(criterion=Heads(), scope="body", include=HEADS, exclude="lora_")
-    ffn = PruningCallback(criterion=Neurons(), scope="body", include=FFN, exclude="attention|lora_")
+    # no exclude: peft's lora_A/lora_B layers are never prunable; attach gates the adapters' updates of pruned units
+    heads = PruningCallback(criterion=Heads(), scope="body", include=HEADS)
+    ffn = PruningCallback(criterion=Neurons(), scope="body", include=FFN, exclude="attention")
     for cb in (heads, ffn):
         cb.attach(holder)
+        assert not any("lora_" in t.name for t in cb.targets)
         cb.update_masks(0.5)
     lora_before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+    seen = {}
+    probe = bert.encoder.layer[0].attention.self.query.register_forward_hook(lambda m, a, out: seen.update(query=out))
     with torch.no_grad():
-        ungated = bert(ids).last_hidden_state
-        gate_pruned_lora_rows(peft_model)
         masked = bert(ids).last_hidden_state
-        # the readers' adapters (output.dense) saw the pruned units' adapter-driven outputs until gated
-        assert float((masked - ungated).abs().max()) > 1e-4
+        probe.remove()
+        dead = bert.encoder.layer[0].attention.self.query.base_layer.weight_mask.eq(0).all(1)
+        # the adapter (init_lora_weights=False: non-zero B·A) adds nothing to pruned units' rows
+        assert bool(dead.any()) and float(seen["query"][..., dead].abs().max()) == 0.0
+        assert float(seen["query"][..., ~dead].abs().max()) > 0
         assert merge_and_remask(peft_model) == 2 * 5
         query = bert.encoder.layer[0].attention.self.query
         assert isinstance(query, nn.Linear) and torch.equal(query.weight * (1 - query.weight_mask), torch.zeros_like(query.weight))

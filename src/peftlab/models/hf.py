@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from peftlab.assets import pretrained_path
 from peftlab.errors import ConfigError
 from peftlab.models.pooling import POOLINGS, pool
 
@@ -32,6 +33,7 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: s
     """
     from transformers import AutoModel
 
+    name_or_path = pretrained_path(name_or_path)  # packaged names (minilm) -> their unpacked folder, as the tokenizer does
     if looks_local(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_dir():

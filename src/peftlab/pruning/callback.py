@@ -15,6 +15,7 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
+from peftlab.pruning.criteria.structured import units_to_drop
 from peftlab.pruning.masks import apply_masks, attach_mask, get_mask, mask_gradients
 from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
 from peftlab.pruning.schedules import Schedule, check_step_or_fraction, to_steps
@@ -82,12 +83,16 @@ class PruningCallback(L.Callback):
         self.groups: list[UnitGroup] = []
         self.masked: list[tuple[nn.Module, str]] = []
         self.gradient_hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._covered: set[str] | None = None  # structured, include null: the selected weights unit groups cover
+        self._lora_gates: list = []
 
     # ------------------------------------------------------------ wiring
     def prunable_parameters(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         """(name, effective weight) of every prunable weight: what ``params.sparsity`` counts."""
         out = []
         for t in select_targets(model, key=KEY, **self.selection):
+            if self._covered is not None and t.name not in self._covered:
+                continue
             mask = get_mask(t.module, t.attr)
             out.append((t.name, t.tensor.detach() * mask if mask is not None else t.tensor.detach()))
         return out
@@ -101,10 +106,12 @@ class PruningCallback(L.Callback):
                 self.targets = []
             self._groups(model)  # raises
         self.targets = select_targets(model, key=KEY, **self.selection)
+        if self.criterion.structured:
+            self.groups = self._groups(model)  # may narrow self.targets (include null)
         pairs: list[tuple[nn.Module, str]] = [(t.module, t.attr) for t in self.targets]
         if self.criterion.structured:
-            self.groups = self._groups(model)
             for g in self.groups:
+                units_to_drop(g, self.schedule.final_sparsity)  # e.g. all heads of a layer: one-line error now, not mid-run
                 pairs += [(lin, "weight") for _, lin in g.producers] + [(lin, "bias") for _, lin in g.producers if lin.bias is not None]
         seen, self.masked = set(), []
         for handle in self.gradient_hooks:  # attached again (a second fit): one hook per parameter
@@ -116,6 +123,12 @@ class PruningCallback(L.Callback):
                 attach_mask(module, attr)
                 self.masked.append((module, attr))
                 self.gradient_hooks.append(mask_gradients(module, attr))
+        for handle in self._lora_gates:
+            handle.remove()
+        if any(n.rsplit(".", 1)[-1] == "lora_A" for n, _ in model.named_modules()):  # peft LoRA present
+            from peftlab.pruning.lora_merge import gate_pruned_lora_rows
+
+            self._lora_gates = gate_pruned_lora_rows(model)  # an adapter's update of a pruned unit is zeroed too
 
     def _groups(self, model: nn.Module) -> list[UnitGroup]:
         """Unit groups whose producers are all selected; selected layers no group covers are an error."""
@@ -124,6 +137,11 @@ class PruningCallback(L.Callback):
         groups = [g for g in find_groups(model, unit) if all(f"{n}.weight" in selected for n, _ in g.producers)]
         covered = {f"{n}.weight" for g in groups for n, _ in g.producers + g.consumers}
         bad = [f"{t.name} ({type(t.module).__name__})" for t in self.targets if t.name not in covered or not isinstance(t.module, nn.Linear)]
+        if groups and bad and self.selection["include"] is None:
+            # no include given: prune the units found (BERT FFNs: intermediate.dense rows + output.dense
+            # columns) and leave the layers no group covers (attention, pooler) dense
+            self.targets = [t for t in self.targets if t.name in covered and isinstance(t.module, nn.Linear)]
+            self._covered, bad = {t.name for t in self.targets}, []
         if not groups or bad:
             what = "BERT-style self-attention (query/key/value + output.dense)" if unit == "heads" else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
             raise ConfigError(

@@ -12,6 +12,7 @@ from torch import nn
 
 from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
+from peftlab.pruning.lora_merge import merge_and_remask
 from peftlab.pruning.export import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.utils.atomic_files import atomic_path
 from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
@@ -29,7 +30,16 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
     model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
     check_state_dict_matches(model, checkpoint["state_dict"], ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
+    if has_lora(model):  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
+        from peftlab.pruning.lora_merge import gate_pruned_lora_rows
+
+        gate_pruned_lora_rows(model)
     return model.eval(), cfg, datamodule
+
+
+def has_lora(model: nn.Module) -> bool:
+    """Whether ``model`` carries peft LoRA layers (checked by name: peft need not be installed)."""
+    return any(n.rsplit(".", 1)[-1] == "lora_A" for n, _ in model.named_modules())
 
 
 def _sample_inputs(datamodule, n: int = 256) -> torch.Tensor:
@@ -58,6 +68,10 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     x = _sample_inputs(datamodule)
     reference = model(x)
     params_before = sum(p.numel() for p in model.parameters())
+    if getattr(model.body, "routes_by_task", False):  # task_lora: one adapter per task cannot merge into one shared base
+        raise ConfigError("ckpt_path", "a task_lora model has one LoRA per task on a shared base, which cannot merge into one model; "
+                          "export each task's adapter with peftlab.sharing.task_lora.export_task_adapter (PeftModel loads it)")
+    merged = merge_and_remask(model) if has_lora(model) else 0  # shared LoRA: merge into the masked base, re-mask, then remove units
     removed = compact(model)
     exported = model(x)
     diff = max(float((reference[k] - exported[k]).abs().max()) for k in reference)
@@ -66,7 +80,7 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     params_after = sum(p.numel() for p in model.parameters())
     # auto: store each 2-D weight that is more than half zeros as CSR (only those get smaller)
     use_sparse = sparse in ("true", "auto")
-    meta = {"source_checkpoint": str(ckpt_path), "removed": removed, "max_abs_diff": diff, "params": params_after}
+    meta = {"source_checkpoint": str(ckpt_path), "merged_lora": merged, "removed": removed, "max_abs_diff": diff, "params": params_after}
     container = OmegaConf.to_container(cfg)
     payload = export_payload(model, container, use_sparse, meta)
     bytes_dense = _nbytes(export_payload(model, container, False, meta))
@@ -74,7 +88,7 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
         torch.save(payload, tmp)
     return {
         "out": str(out_path), "params_before": params_before, "params_after": params_after, "removed": removed,
-        "sparse": use_sparse, "max_abs_diff": diff, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
+        "sparse": use_sparse, "max_abs_diff": diff, "merged_lora": merged, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
     }
 
 
@@ -93,6 +107,8 @@ def load_exported(path: str) -> nn.Module:
         raise ConfigError("path", f"{path} is not a peftlab export (format {fmt!r})")
     cfg = OmegaConf.create(payload["config"])
     model = build_model(cfg)
+    if payload.get("merged_lora"):  # exported with its LoRA merged: rebuild the same plain layers
+        merge_and_remask(model)
     state = dense_state_dict(payload["state_dict"])
     shrink_to(model, state)
     model.load_state_dict(state)

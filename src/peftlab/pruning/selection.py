@@ -1,7 +1,8 @@
 """What is prunable: weights chosen by module type and name pattern.
 
 Default: the ``weight`` of every ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` inside the model's
-body (the backbone). Biases, norms, embeddings and task heads are excluded unless asked for.
+body (the backbone). Biases, norms, embeddings and task heads are excluded unless asked for;
+peft's LoRA adapter layers (``lora_A``, ``lora_B``, ``lora_*``) never are prunable (their base layers are).
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def select_targets(
     inc, exc = _compile(include, f"{key}.include"), _compile(exclude, f"{key}.exclude")
     found = []
     for mname, module in root.named_modules():
-        if not isinstance(module, types):
-            continue
+        if not isinstance(module, types) or any(part.startswith("lora_") for part in mname.split(".")):
+            continue  # peft's adapter layers (lora_A/lora_B/...) train; pruning acts on the base weights
         for attr in parameters:
             if not isinstance(getattr(module, attr, None), torch.Tensor):
                 continue

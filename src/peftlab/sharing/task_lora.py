@@ -28,12 +28,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from peftlab.errors import ConfigError
+from peftlab.sharing.base import PolicyBody, SharingPolicy
 
 KEY = "strategy.sharing"
 SHARED = "shared_lora"  # adapter name of the optional shared adapter
@@ -123,7 +124,7 @@ def _adapter_config(r: int, lora_alpha: float, lora_dropout: float, target_modul
         raise ConfigError(KEY, f"invalid LoRA settings: {str(err).splitlines()[0]}") from None
 
 
-class TaskLoraBody(nn.Module):
+class TaskLoraBody(PolicyBody):
     """A frozen backbone with one LoRA adapter per task (and optionally a shared one), routed per row.
 
     ``forward(*args, task_mask=None, task_ids=None, **inputs)`` returns ``{task: [B, D]}``:
@@ -193,17 +194,6 @@ class TaskLoraBody(nn.Module):
             names.append(name)
         return names
 
-    def record_trainable(self, trainable: Iterable[nn.Parameter]) -> None:
-        """Remember which parameters train (every adapter) and make ``requires_grad`` say the same."""
-        keep = {id(p) for p in trainable}
-        self._trainable_ids = keep
-        for p in self.parameters():
-            p.requires_grad_(id(p) in keep)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Every adapter's parameters (shared and per task), in module order."""
-        return [p for p in self.parameters() if id(p) in self._trainable_ids]
-
     def shared_parameters(self) -> list[nn.Parameter]:
         """The shared adapter's parameters (every task's loss depends on them); [] without one."""
         return self.task_parameters(SHARED)
@@ -211,10 +201,6 @@ class TaskLoraBody(nn.Module):
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         """The parameters of adapter ``task`` (a task name, or the shared adapter's)."""
         return [p for n, p in self.named_parameters() if f".lora_A.{task}." in n or f".lora_B.{task}." in n]
-
-    def frozen_parameter_names(self) -> list[str]:
-        """Names (relative to this body) of the frozen base parameters."""
-        return [n for n, p in self.named_parameters() if id(p) not in self._trainable_ids]
 
     def base_model(self) -> dict[str, Any] | None:
         """Where the frozen weights can be reloaded from (``model=hf``), or None."""
@@ -293,7 +279,7 @@ class TaskLoraBody(nn.Module):
         return out
 
 
-class TaskLoRA:
+class TaskLoRA(SharingPolicy):
     """``strategy/sharing=task_lora``: one LoRA per task on a frozen backbone, routed per row.
 
     Args:
