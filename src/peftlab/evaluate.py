@@ -11,6 +11,8 @@ from peftlab.builders import build_datamodule, build_model, build_strategy_callb
 from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.run_reports import prunable_from_callbacks
+from peftlab.pruning.export_io import has_lora
+from peftlab.pruning.lora_merge import gate_pruned_lora_rows
 from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
 
@@ -31,6 +33,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_cfg = load_training_config(cfg.ckpt_path)
     datamodule = build_datamodule(train_cfg)
     model = build_model(train_cfg)
+    if has_lora(model):  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
+        gate_pruned_lora_rows(model)
     checkpoint = load_checkpoint_safely(cfg.ckpt_path, mmap=True)
     model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
     check_state_dict_matches(model, checkpoint["state_dict"], cfg.ckpt_path)
