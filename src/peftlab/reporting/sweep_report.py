@@ -17,6 +17,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from peftlab.reporting.tradeoff_plot import pareto_front, write_tradeoff_plot
 from peftlab.utils.atomic_files import atomic_path, write_text_atomic
 
 NO_METRICS = "no metrics.json: the job did not finish"
@@ -50,6 +51,7 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                 row[f"{task}/{main}"] = values[main]
             row["sparsity"] = metrics["params"]["sparsity"]
             row["nonzero_params"] = metrics["params"]["nonzero"]
+            row["trainable_params"] = metrics["params"].get("trainable")
             for task, a in metrics["alpha"].items():
                 row[f"alpha/{task}"] = a
             row["fit_s"] = metrics.get("timing", {}).get("fit_s")
@@ -82,7 +84,8 @@ def _fmt(value: Any) -> str:
 
 
 def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return their paths."""
+    """Write ``summary.csv``, ``summary.md``, ``summary.png`` and (two or more completed jobs) ``tradeoff.png``
+    into ``sweep_dir``; return their paths."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a directory")
@@ -100,11 +103,18 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
     best = max((r for r in rows if "score" in r), key=lambda r: r["score"], default=None)
     if best:
         lines += ["", f"Best score {best['score']:.4f}: job {best['job']} ({best['overrides'] or 'defaults'})."]
+    front = pareto_front(rows)
+    if len(front) > 1 or (front and len([r for r in rows if "score" in r]) > 1):
+        lines += ["", "Pareto front (no job scores at least as well with fewer non-zero parameters): "
+                  + ", ".join(f"job {r['job']} ({r['score']:.4f}, {r['nonzero_params']:,} non-zero)" for r in front) + "."]
     failed = failed_jobs(rows)
     if failed:
-        lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}."]
+        lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}.", ""]
+        lines += [f"- job {r['job']} ({r['overrides'] or 'defaults'}): {r.get('error', '')}" for r in failed]
     write_text_atomic(paths["md"], "\n".join(lines) + "\n")
     _plot(rows, paths["png"])
+    if write_tradeoff_plot(rows, sweep_dir / "tradeoff.png"):
+        paths["tradeoff"] = sweep_dir / "tradeoff.png"
     return paths
 
 
