@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 import peftlab.utils.resolvers as resolvers
+import peftlab.utils.run_identity as run_identity
 from conftest import ROOT
 from peftlab.cli import CONFIG_DIR
 from peftlab.reporting.sweep_report import collect_rows, write_sweep_report
@@ -49,7 +50,7 @@ def test_every_job_gets_the_launchers_sweep_dir(monkeypatch):
     launcher_cfg = compose_with_hydra()
     sweep_dir = str(launcher_cfg.hydra.sweep.dir)
     shipped = pickle.loads(pickle.dumps(launcher_cfg))  # what submitit sends to a node
-    monkeypatch.setattr(resolvers, "_PROCESS_UID", "otherprocess")  # the job runs in another process
+    monkeypatch.setattr(run_identity, "_LAUNCH_UID", "otherprocess")  # the job runs in another process
     job_cfg = compose_with_hydra()
     assert str(job_cfg.hydra.sweep.dir) != sweep_dir  # without the cache it would differ...
     job_cfg = compose_with_hydra()
