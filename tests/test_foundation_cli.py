@@ -32,7 +32,7 @@ def finished_run(tmp_path_factory):
         ("strategy.weighting.alpha=[0.5,-1,1]", "strategy.weighting.alpha: got [0.5, -1, 1]; weights must be finite and >= 0"),
         ("strategy.weighting.alpha=[a,b,c]", "strategy.weighting.alpha: got non-numeric"),
         ("strategy.weighting.alpha={digit: 1, colour: 2}", "strategy.weighting.alpha: unknown task name(s) ['colour']; allowed: digit, parity, high"),
-        ("data.tasks.1.label=colour", "data.tasks[1].label: unknown label 'colour'; allowed: digit, parity, high"),
+        ("data.tasks.1.label=colour", "data.tasks[1].label: unknown label 'colour' in data.source; allowed: digit, parity, high"),
         ("data.batch_size=0", "data.batch_size: must be a positive integer"),
         ("data.val_fraction=1.2", "data.val_fraction: must be a number in (0, 1)"),
         ("data.test_fraction=0", "data.test_fraction: must be a number in (0, 1)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -17,20 +18,20 @@ import yaml
 
 from conftest import ROOT
 from peftlab.cli import CONFIG_DIR
-from peftlab.utils.group_options import unknown_group_option
+from peftlab.utils.group_options import group_options, unknown_group_option
 from peftlab.utils.override_keys import unknown_override_key
 
 ONE_BATCH = ["debug=fast_dev_run", "callbacks=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 FEW_BATCHES = ["debug=limit_batches", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 SWEEP_FORMS = {
-    "glob": (["strategy=glob(*)"], 3),
+    "glob": (["strategy=glob(*)"], len(group_options(Path(CONFIG_DIR), "strategy"))),  # every recipe
     "range": (["seed=range(1,3)"], 2),
     "choice": (["strategy/weighting=choice(equal,uncertainty)"], 2),
     "tag": (["strategy=tag(recipes,choice(share,separate))"], 2),
     # Optuna needs a value from every trial: the best checkpoint's val/score, so no fast_dev_run here
     "interval": (["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "model.optimizer.lr=interval(0.001,0.01)"], 2),
-    "glob-experiment": (["experiment=glob(*)"], 1),
+    "glob-experiment": (["experiment=glob(*)"], len(group_options(Path(CONFIG_DIR), "experiment"))),
 }
 PLAIN_FORMS = {
     "delete": ("~callbacks", lambda cfg: "callbacks" not in cfg),
@@ -62,7 +63,7 @@ def test_prechecks_pass_every_grammar_form_through(override):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["strategy=nope"], "strategy: unknown option 'nope'; allowed: prune_share, separate, share"),
+        (["strategy=nope"], "strategy: unknown option 'nope'; allowed: lora_share, prune_share, separate, share, task_lora"),
         (["-m", "strategy=share,nope"], "strategy: unknown option 'nope'"),
         (["-m", "strategy/weighting=choice(equal,nope)"], "strategy/weighting: unknown option 'nope'"),
         (["+strategy/weighting=nope"], "strategy/weighting: unknown option 'nope'"),
