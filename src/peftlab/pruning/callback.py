@@ -122,7 +122,9 @@ class PruningCallback(L.Callback):
                 seen.add((id(module), attr))
                 attach_mask(module, attr)
                 self.masked.append((module, attr))
-                self.gradient_hooks.append(mask_gradients(module, attr))
+                handle = mask_gradients(module, attr)
+                if handle is not None:
+                    self.gradient_hooks.append(handle)
         for handle in self._lora_gates:
             handle.remove()
         if any(n.rsplit(".", 1)[-1] == "lora_A" for n, _ in model.named_modules()):  # peft LoRA present

@@ -52,9 +52,15 @@ class _MaskGradient:
         return grad * getattr(self.module, self.name).to(grad.dtype)
 
 
-def mask_gradients(module: nn.Module, attr: str) -> torch.utils.hooks.RemovableHandle:
-    """Make every gradient of ``module.<attr>`` zero where its mask is (returns the hook's handle)."""
-    return getattr(module, attr).register_hook(_MaskGradient(module, attr))
+def mask_gradients(module: nn.Module, attr: str) -> torch.utils.hooks.RemovableHandle | None:
+    """Make every gradient of ``module.<attr>`` zero where its mask is (returns the hook's handle).
+
+    A frozen parameter (e.g. a base weight under LoRA) gets no gradient, so it gets no hook (None).
+    """
+    param = getattr(module, attr)
+    if not param.requires_grad:
+        return None
+    return param.register_hook(_MaskGradient(module, attr))
 
 
 def get_mask(module: nn.Module, attr: str) -> torch.Tensor | None:
