@@ -1,6 +1,6 @@
 """Auto-resume: a run killed with SIGKILL mid-epoch and started again into its run directory
 continues from checkpoints/last.ckpt and ends exactly like an uninterrupted run; a completed run
-is not run again; `resume=false` starts over."""
+is not run again; a run of another config, or `resume=false`, is refused and changes nothing."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ def test_sigkilled_run_resumes_into_the_same_result(tmp_path):
     assert "says completed; not running this job again" in again.stdout + again.stderr
     assert (killed_dir / "metrics.json").read_bytes() == before
 
-    # resume=false: a fresh start into the same directory (no ckpt_path)
-    _run(killed_dir, "resume=false", "trainer.max_epochs=1", "strategy.pruning.end_step=75")
-    assert read_json(killed_dir / "metrics.json")["config"]["ckpt_path"] is None
+    # nothing started into it may replace that run: another config, or resume=false (start over)
+    files = {p: p.read_bytes() for p in killed_dir.rglob("*") if p.is_file()}
+    for extra, line in [
+        (["trainer.max_epochs=5"], (f"error: hydra.run.dir: {killed_dir} holds a run of another config (", "trainer.max_epochs: 4 -> 5")),
+        (["resume=false"], (f"error: resume: false, but {killed_dir} already holds a run (metrics.json)", "")),
+    ]:
+        refused = subprocess.run(_cmd(killed_dir, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+        last_line = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 2 and last_line.startswith(line[0]) and line[1] in last_line, refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr
+        assert {p: p.read_bytes() for p in killed_dir.rglob("*") if p.is_file()} == files

@@ -167,3 +167,13 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     step = load_checkpoint_safely(target)["global_step"]
     assert step == 7 and hashlib.sha256(target.read_bytes()).hexdigest() == before or step == 8
     assert proc.returncode == -signal.SIGKILL  # it was killed, not finished
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    """mkstemp makes private files (0600); results written atomically are as readable as plain files."""
+    from peftlab.utils.atomic_files import write_text_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = write_text_atomic(tmp_path / "metrics.json", "{}")
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

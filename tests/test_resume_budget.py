@@ -76,3 +76,41 @@ def test_resume_with_the_same_budget_is_left_alone(make_cfg, caplog):
     assert not [r for r in caplog.records if "now follows the new budget" in r.getMessage()]
     lrs = logged_lr(resumed["run_dir"])
     assert sorted(lrs) == list(range(BATCHES, 2 * BATCHES)) and set(lrs.values()) == {LR / 2}
+
+
+PRUNE = ["strategy=prune_share", "strategy/pruning=magnitude", "strategy.pruning.start_step=0.25",
+         "strategy.pruning.end_step=0.75", "strategy.pruning.every_n_steps=1"]
+
+
+# (epochs planned, epoch at which the first run dies or None, epochs of the resumed run)
+BUDGETS = {
+    "longer": (2, None, 4),  # finished at final sparsity (step 6 of 8); the 4-epoch schedule ends at step 12
+    "shorter-past-the-new-end": (8, 4, 5),  # killed at step 16 mid-schedule (end 24); the 5-epoch one ends at 15
+}
+
+
+@pytest.mark.parametrize("budget", list(BUDGETS))
+def test_resume_with_another_budget_moves_the_pruning_schedule_without_unpruning(make_cfg, caplog, budget):
+    """Fractions of the run re-resolve under the new budget, one line says so, sparsity never drops
+    and the run still ends at the final sparsity (also when it resumes past the new end_step)."""
+    planned, dies_at, then = BUDGETS[budget]
+    crash = ["+callbacks.crash._target_=pruning_helpers.CrashAtEpoch", f"+callbacks.crash.epoch={dies_at}"] if dies_at else []
+    cfg = make_cfg(*QUIET, *PRUNE, f"trainer.max_epochs={planned}", *crash, fast=False)
+    if crash:
+        with pytest.raises(Crash):
+            train(cfg)
+    else:
+        train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=False)
+    (state,) = [v for k, v in before["callbacks"].items() if k.startswith("PruningCallback")]
+    with caplog.at_level(logging.INFO):
+        resumed = train(make_cfg(*QUIET, *PRUNE, f"trainer.max_epochs={then}", f"ckpt_path={last}", fast=False))
+    lines = [r.getMessage() for r in caplog.records if "strategy.pruning schedule now follows the new budget" in r.getMessage()]
+    new_end = round(0.75 * then * BATCHES)
+    assert len(lines) == 1 and f"end_step {state['schedule']['end_step']} -> {new_end}" in lines[0], lines
+    history = resumed["pruning"]["history"]
+    sparsities = [s for _, s in history]
+    assert all(b >= a - 1e-9 for a, b in zip(sparsities, sparsities[1:])), history  # never un-pruned
+    assert sparsities[-1] == pytest.approx(0.5, abs=1e-3), history  # final_sparsity of strategy=prune_share
+    assert len(history) > len(state["history"]), history  # masks were updated after the resume

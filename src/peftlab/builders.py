@@ -96,6 +96,10 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     if cfg.trainer.get("gradient_clip_val") is not None:
         raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm|value|agc|per_task>")
     check_distribution_strategy(cfg)  # ddp_spawn/fork would lose test metrics and reports in the children
+    for key in ("max_epochs", "min_epochs", "max_steps", "accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
+        value = cfg.trainer.get(key)  # Lightning asserts on some of these (a traceback, no key named)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"trainer.{key}", f"must be an integer; got {value!r}")
     # checkpoints go to a temp file and are renamed: a job killed mid-write keeps its previous last.ckpt
     overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO()]}
     if model is not None and not model.automatic_optimization:

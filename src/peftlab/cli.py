@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
-from peftlab.utils.auto_resume import completed_run, resume_from_last_checkpoint
+from peftlab.utils.auto_resume import RunDirInUse, run_or_continue
+from peftlab.utils.command_line import misused_argument
 from peftlab.utils.framework_noise import quiet_framework_noise
 from peftlab.utils.group_options import unknown_group_option
 from peftlab.utils.multirun_ddp import child_argv, prepare_job
@@ -38,8 +39,8 @@ def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig)
     except Exception as exc:
         config_error = find_config_error(exc)
         run_dir = cfg.paths.output_dir
-        # never replace the record of an earlier run (e.g. when hydra.run.dir points at one)
-        if _is_rank_zero() and not (Path(run_dir) / METRICS_FILE).exists():
+        # never replace the record of an earlier run, nor write into a run dir that holds another run
+        if _is_rank_zero() and not (Path(run_dir) / METRICS_FILE).exists() and not isinstance(config_error, RunDirInUse):
             config = OmegaConf.to_container(cfg, resolve=False)
             write_metrics(run_dir, failure_payload(run_dir, config_error or exc, config))
         if _in_multirun():
@@ -85,7 +86,7 @@ def _check_overrides(config_name: str) -> None:
     These checks only ever add a clearer message for an override Hydra would reject anyway.
     """
     args = sys.argv[1:]
-    message = unknown_group_option(CONFIG_DIR, args) or unknown_override_key(CONFIG_DIR, config_name, args)
+    message = misused_argument(args) or unknown_group_option(CONFIG_DIR, args) or unknown_override_key(CONFIG_DIR, config_name, args)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -99,7 +100,7 @@ def _train_main(cfg: DictConfig) -> float | None:
     prepare_job()  # DDP children of this job run only this job (utils/multirun_ddp.py)
     exit_on_sigterm_under_slurm()  # a requeued/cancelled SLURM job exits without recording a failure
     # a completed job is not re-run; a job whose run dir holds checkpoints/last.ckpt resumes (utils/auto_resume.py)
-    metrics = completed_run(cfg) or run_guarded(train, resume_from_last_checkpoint(cfg))
+    metrics = run_guarded(lambda c: run_or_continue(train, c), cfg)
     return metrics["optimized_metric"]["value"] if metrics else None
 
 

@@ -67,14 +67,39 @@ def _rank_slice(global_batch: torch.Tensor, rank: int, world_size: int) -> list[
 
 
 class _EpochSampler(Sampler):
-    """Shared epoch bookkeeping: Lightning calls ``set_epoch`` before each training epoch."""
+    """Shared epoch bookkeeping: Lightning calls ``set_epoch`` before each training epoch.
+
+    Resuming mid-epoch: :meth:`resume_at` makes the next pass over ``epoch`` skip the batches
+    already trained on (they are still drawn, so the seeded streams advance exactly as in an
+    uninterrupted run). :class:`~peftlab.data.resumable_loader.ResumableLoader` carries the
+    position in and out of checkpoints.
+    """
 
     def __init__(self, seed: int):
         self.seed, self.epoch = seed, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) for the next pass
+        self.started_epoch, self.started_skip = 0, 0  # what the current pass began with
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the shuffle for ``epoch`` (same on every rank)."""
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue ``epoch`` after its first ``batches_done`` batches (the next pass only)."""
+        if batches_done >= len(self):  # the epoch was complete: start the next one from its beginning
+            epoch, batches_done = epoch + 1, 0
+        self.epoch, self._resume = epoch, (epoch, batches_done)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
+        self.started_epoch, self.started_skip = self.epoch, skip
+        for i, batch in enumerate(self._batches()):
+            if i >= skip:
+                yield batch
+
+    def _batches(self) -> Iterator[list[int]]:
+        raise NotImplementedError
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
@@ -99,7 +124,7 @@ class ShuffledBatches(_EpochSampler):
         padded = math.ceil(self.n / self.world_size) * self.world_size
         return math.ceil(padded / (self.batch_size * self.world_size))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _batches(self) -> Iterator[list[int]]:
         gen = self._generator()
         perm = torch.randperm(self.n, generator=gen)
         step = self.batch_size * self.world_size
@@ -146,7 +171,7 @@ class MixedTaskBatches(_EpochSampler):
         total = sum(len(t) for t in self.task_indices)
         return math.ceil(total / (self.batch_size * self.world_size))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _batches(self) -> Iterator[list[int]]:
         gen = self._generator()
         streams = [self._shuffled(t, gen) for t in self.task_indices]
         cursors = [0] * len(streams)

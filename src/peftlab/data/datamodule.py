@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from peftlab.data.batching import MixedTaskBatches, MultiTaskTensors, SequentialBatches, ShuffledBatches, task_probabilities
 from peftlab.data.inputs import concat_rows, is_text
+from peftlab.data.resumable_loader import ResumableLoader
 from peftlab.data.source_splits import SPLITS, load_source_splits
 from peftlab.data.table import LabelledTable
 from peftlab.data.texts import TextColumn, TokenizedTexts
@@ -206,8 +207,13 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, sampler) -> DataLoader:
         # batch_size=None: each sampler item is already a list of indices (one batch).
-        return DataLoader(self.splits[split], sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        # Training loaders keep their position in checkpoints (exact mid-epoch resume).
+        loader_class = ResumableLoader if split == "train" and hasattr(sampler, "resume_at") else DataLoader
+        # Its own generator: otherwise every iter(loader) draws a worker base seed from the global
+        # torch RNG, and a resumed run (which creates its iterators at other moments) would drift.
+        generator = torch.Generator().manual_seed(self.seed)
+        return loader_class(self.splits[split], sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                            persistent_workers=self.num_workers > 0, generator=generator)
 
     def _lengths(self, split: str) -> torch.Tensor | None:
         x = self.splits[split].x

@@ -32,12 +32,15 @@ class LocalFileSource:
     def _rows(self) -> list[dict]:
         if not self.path.is_file():
             raise ConfigError("data.source.path", f"file not found: {self.path}")
-        if self.path.suffix == ".csv":
-            with self.path.open(newline="") as fh:
-                return list(csv.DictReader(fh))
-        if self.path.suffix in (".jsonl", ".json"):
-            with self.path.open() as fh:
-                return [json.loads(line) for line in fh if line.strip()]
+        try:
+            if self.path.suffix == ".csv":
+                with self.path.open(newline="", encoding="utf-8") as fh:
+                    return list(csv.DictReader(fh))
+            if self.path.suffix in (".jsonl", ".json"):
+                with self.path.open(encoding="utf-8") as fh:
+                    return [json.loads(line) for line in fh if line.strip()]
+        except UnicodeDecodeError as err:
+            raise ConfigError("data.source.path", f"{self.path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         raise ConfigError("data.source.path", f"unsupported file type {self.path.suffix!r}; allowed: .csv, .jsonl")
 
     def load(self) -> LabelledTable:

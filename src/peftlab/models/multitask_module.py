@@ -82,6 +82,7 @@ class MultiTaskModule(L.LightningModule):
         if self.clipping.per_task and getattr(self.weighting, "mode", "params") == "representation":
             raise ConfigError("strategy.clipping", "per_task clipping needs parameter gradients; use strategy.weighting.mode=params or another clipping (none, norm, value, agc)")
         self.guard = NonFiniteGuard(self.clipping.max_bad_steps if hasattr(self.clipping, "max_bad_steps") else 5, self.task_names)
+        self.good_micro_batches = 0  # automatic path: finite micro-batches since the last optimizer step
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
@@ -135,6 +136,14 @@ class MultiTaskModule(L.LightningModule):
             self.guard.record_bad("loss", bad)
         return bool(bad)
 
+    def zero_loss(self) -> torch.Tensor:
+        """0 through every trainable parameter: what a skipped step backpropagates under DDP.
+
+        Lightning refuses a ``None`` loss under DDP (every rank must run the same backward and
+        gradient all-reduce); this one keeps the ranks in step and adds nothing to any gradient.
+        """
+        return torch.stack([(p * 0).sum() for p in self.parameters() if p.requires_grad]).sum()
+
     def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:
         """Keep this step's losses for the loggers (and the progress bar on logging steps)."""
         # Step metrics bypass self.log: one self.log call costs Lightning's result collection
@@ -173,7 +182,15 @@ class MultiTaskModule(L.LightningModule):
     def _before_optimizer_step(self, optimizer) -> None:
         """Non-finite guard, then ``strategy/clipping``; records the norm before and after."""
         grads = grads_of(optimizer)
-        if not grads:  # the training step was skipped (non-finite loss): nothing to clip or count
+        good, self.good_micro_batches = self.good_micro_batches, 0
+        if self.automatic_optimization and not good:
+            # every micro-batch since the last step had a non-finite loss (already counted): no update
+            # (under DDP their zero losses left zero gradients, which AdamW would still apply)
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            return
+        if not grads:
             return
         before = global_norm(grads)
         if not bool(torch.isfinite(before)):
@@ -224,7 +241,13 @@ class MultiTaskModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """A pretrained backbone's frozen weights stay out of the checkpoint (a pointer to them goes in)."""
+        """A pretrained backbone's frozen weights stay out of the checkpoint (a pointer to them goes in).
+
+        The weighting's per-rank running state (DWA's partial-epoch sums) is gathered on every rank
+        here and its entries in the already-taken state dict refreshed, so a mid-epoch resume is exact.
+        """
+        self.weighting.sync_partial_state()
+        checkpoint["state_dict"].update(self.weighting.state_dict(prefix="weighting."))
         drop_frozen_weights(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

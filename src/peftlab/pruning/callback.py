@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 
 from peftlab.errors import ConfigError
@@ -75,6 +75,9 @@ class PruningCallback(L.Callback):
         self.best_at_final_sparsity = best_at_final_sparsity
         # state (checkpointed)
         self.last_update_step = -1
+        self.restored_schedule: dict[str, int] | None = None  # the checkpoint's resolved start/end steps
+        self.resume_floor = -1.0  # after a resume under another budget: sparsity never goes below this
+        self.final_applied = False  # masks computed for final_sparsity (checkpointed)
         self.current_sparsity = 0.0
         self.history: list[tuple[int, float]] = []
         self.rewind_weights: list[torch.Tensor] | None = None
@@ -201,6 +204,7 @@ class PruningCallback(L.Callback):
         """Turn fractions into steps of this run, check the schedule fits, apply the (restored) masks."""
         total = self.run_optimizer_steps(trainer, pl_module)
         self.schedule.resolve(total)
+        self._follow_new_budget()
         if self.rewind_bound is not None:
             self.rewind_step = to_steps(self.rewind_bound, total, f"{KEY}.rewind_step")
             self._check_rewind(self.rewind_step, self.schedule.end_step)
@@ -230,10 +234,33 @@ class PruningCallback(L.Callback):
             self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
         self._maybe_update(trainer, pl_module, step)
 
+    def _follow_new_budget(self) -> None:
+        """After a resume: say so when the run's budget moved the schedule (fractions of the run re-resolved).
+
+        The schedule continues from where training stands under the new budget; a target below the
+        sparsity already reached (a longer run moves end_step later) keeps the masks as they are
+        instead of reviving pruned weights, until the new schedule passes that sparsity.
+        """
+        restored, self.restored_schedule = self.restored_schedule, None
+        now = {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step}
+        if restored is None or restored == now:
+            return
+        self.resume_floor = self.current_sparsity
+        rank_zero_info(
+            f"trainer budget changed since the checkpoint: {KEY} schedule now follows the new budget "
+            f"(start_step {restored['start_step']} -> {now['start_step']}, end_step {restored['end_step']} -> {now['end_step']}); "
+            f"sparsity stays at {self.current_sparsity:.3f} until the new schedule passes it"
+        )
+
     def _maybe_update(self, trainer, pl_module, step: int) -> None:
-        if step <= self.last_update_step or not self.schedule.is_update_step(step):
+        # resumed under a shorter budget, past the new end_step: go to final sparsity now
+        overdue = step > self.schedule.end_step and not self.final_applied
+        if step <= self.last_update_step or not (self.schedule.is_update_step(step) or overdue):
             return
         target = self.schedule.sparsity_at(step)
+        if target <= self.resume_floor and target < self.schedule.final_sparsity:
+            return  # resumed under a longer budget: never un-prune (see _follow_new_budget)
+        self.final_applied = target >= self.schedule.final_sparsity
         self.update_masks(target, step)
         if trainer is not None:
             self.mask_optimizer_state(trainer.optimizers)
@@ -318,6 +345,7 @@ class PruningCallback(L.Callback):
             "last_update_step": self.last_update_step,
             "current_sparsity": self.current_sparsity,
             "history": list(self.history),
+            "final_applied": self.final_applied,
             "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
             "criterion": self.criterion.state_dict(),
             "rewind_weights": self.rewind_weights,
@@ -332,6 +360,8 @@ class PruningCallback(L.Callback):
         self.history = [tuple(h) for h in state["history"]]
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
+        self.restored_schedule = state.get("schedule")
+        self.final_applied = state.get("final_applied", self.last_update_step >= state["schedule"]["end_step"])
 
     def _resolved(self) -> bool:
         return all(isinstance(v, int) for v in (self.schedule.start_step, self.schedule.end_step, self.schedule.every_n_steps))

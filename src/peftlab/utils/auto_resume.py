@@ -2,47 +2,129 @@
 
 Under SLURM a requeued job (preempted, or at its time limit) gets the same run directory
 (``peftlab/utils/run_identity.py``); this finds ``checkpoints/last.ckpt`` there and resumes from it:
-weights, optimizer, LR schedule, pruning masks and schedule, weighting state, RNG states and the
-epoch, as any ``ckpt_path=`` resume does. ``last.ckpt`` is written at epoch ends, which resume
-bit-for-bit like an uninterrupted run (at most one epoch is repeated). A job whose metrics.json says
-``completed`` is not run again. ``resume=false`` turns both off.
+weights, optimizer, LR schedule, pruning masks and schedule, weighting state, RNG states, the
+epoch and the position in it, as any ``ckpt_path=`` resume does. A job whose metrics.json says
+``completed`` is not run again.
+
+Only the same job continues: a run directory holding a run of another config (a typo in
+``hydra.run.dir``, the same directory reused with ``trainer.max_epochs=2``) is refused with one
+line naming the differing keys, and ``resume=false`` refuses a directory that holds a run instead
+of overwriting it. Nothing an earlier run wrote is replaced.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from omegaconf import DictConfig, open_dict
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE
+from peftlab.utils.checkpoint_mismatch import flatten_config
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# keys that may differ between two starts of the same job: where it runs from and how it resumes
+NOT_THE_JOB = ("ckpt_path", "resume", "paths.")
 
 
-def completed_run(cfg: DictConfig) -> dict[str, Any] | None:
-    """The metrics of a run already completed in ``cfg.paths.output_dir`` (None: run it)."""
-    path = Path(cfg.paths.output_dir) / METRICS_FILE
-    if not cfg.get("resume", True) or not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if metrics.get("status") != "completed":
-        return None
-    log.info(f"resume: {path} says completed; not running this job again (resume=false re-runs it)")
-    return metrics
+class RunDirInUse(ConfigError):
+    """The run directory holds another run; nothing is written into it (not even a failure record)."""
 
 
-def resume_from_last_checkpoint(cfg: DictConfig) -> DictConfig:
-    """Set ``ckpt_path`` to the run dir's ``last.ckpt`` when it exists, ``resume`` is true and none was given."""
-    last = Path(cfg.paths.output_dir) / LAST_CHECKPOINT
-    if cfg.get("resume", True) and cfg.get("ckpt_path") is None and last.is_file():
+def run_or_continue(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """The job of ``cfg``: its metrics if its run dir says completed, else ``train`` (resuming from the run dir's last.ckpt)."""
+    run_dir = Path(cfg.paths.output_dir)
+    if check_run_dir(cfg, run_dir) is None:
+        return train(cfg)
+    metrics_file, last = run_dir / METRICS_FILE, run_dir / LAST_CHECKPOINT
+    metrics = _read_json(metrics_file)
+    if metrics and metrics.get("status") == "completed":
+        log.info(f"resume: {metrics_file} says completed; not running this job again")
+        return metrics
+    if last.is_file() and cfg.get("ckpt_path") is None:
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
-        log.info(f"resume: continuing from {last} (resume=false starts over)")
-    return cfg
+        log.info(f"resume: continuing from {last}")
+    return train(cfg)
+
+
+def check_run_dir(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The file of an earlier run of this same job in ``run_dir`` (None: the dir holds no run).
+
+    Raises :class:`RunDirInUse` when it holds a run of another config, or any run under ``resume=false``.
+    """
+    earlier = _earlier_config(run_dir / METRICS_FILE, run_dir / LAST_CHECKPOINT)
+    if earlier is None:
+        return None
+    source, config = earlier
+    if not cfg.get("resume", True):
+        raise RunDirInUse("resume", f"false, but {run_dir} already holds a run ({source.name}) that starting over would overwrite; "
+                                    "choose another hydra.run.dir, or remove that directory first")
+    changes = config_changes(config, OmegaConf.to_container(cfg, resolve=True))
+    if changes:
+        raise RunDirInUse("hydra.run.dir", f"{run_dir} holds a run of another config ({'; '.join(changes[:3])}); give this run its own "
+                                           f"hydra.run.dir (to train that run further: ckpt_path={run_dir / LAST_CHECKPOINT} in a new run dir)")
+    return source
+
+
+class RunDirGuard(Callback):
+    """Hydra callback: refuse a single run whose ``hydra.run.dir`` holds another run, before Hydra writes into it.
+
+    Hydra saves ``.hydra/*.yaml`` and opens the job's log in the run dir before the task runs, so
+    :func:`run_or_continue` alone would be too late to leave an earlier run's files untouched.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Resolve the run dir and the task config as Hydra's run_job will, then :func:`check_run_dir`."""
+        cfg = copy.deepcopy(config)
+        run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute()
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+        HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.output_dir} in paths.output_dir
+        try:
+            task = copy.deepcopy(cfg)
+            with read_write(task), open_dict(task):
+                del task["hydra"]
+            check_run_dir(task, run_dir)
+        except RunDirInUse as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            HydraConfig.instance().set_config(config)
+
+
+def config_changes(before: dict, now: dict) -> list[str]:
+    """``key: A -> B`` for every key that differs between two resolved configs (run-location keys aside)."""
+    old, new = flatten_config(before), flatten_config(now)
+    keys = [k for k in dict.fromkeys([*old, *new]) if not any(k == p or k.startswith(p) for p in NOT_THE_JOB)]
+    return [f"{k}: {old.get(k, '<absent>')} -> {new.get(k, '<absent>')}" for k in keys if old.get(k, "<absent>") != new.get(k, "<absent>")]
+
+
+def _earlier_config(metrics_file: Path, last: Path) -> tuple[Path, dict] | None:
+    """(file, config) of a run already in the run dir: from metrics.json, else from last.ckpt; None when empty."""
+    metrics = _read_json(metrics_file)
+    if metrics is not None and isinstance(metrics.get("config"), dict) and metrics.get("status") == "completed":
+        return metrics_file, metrics["config"]
+    if last.is_file():
+        from peftlab.evaluate import load_training_config  # one line for a truncated or foreign file
+
+        try:
+            return last, OmegaConf.to_container(load_training_config(str(last)))
+        except ConfigError as err:
+            raise RunDirInUse("hydra.run.dir", f"{last} cannot be resumed ({err}); choose another hydra.run.dir") from None
+    return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None

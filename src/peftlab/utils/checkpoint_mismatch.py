@@ -14,11 +14,12 @@ from peftlab.errors import ConfigError
 _SECTIONS = ("model", "strategy", "data.tasks")
 
 
-def _flatten(node: Any, prefix: str) -> dict[str, Any]:
+def flatten_config(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"dotted.key": value}`` (lists are values)."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}.{k}"))
+            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: node}
 
@@ -33,7 +34,7 @@ def config_differences(saved: dict, current: dict, limit: int = 4) -> list[str]:
     """``key: checkpoint A, now B`` for model/strategy/task keys that differ (at most ``limit``)."""
     diffs = []
     for section in _SECTIONS:
-        old, new = _flatten(_section(saved, section), section), _flatten(_section(current, section), section)
+        old, new = flatten_config(_section(saved, section), section), flatten_config(_section(current, section), section)
         for key in dict.fromkeys([*old, *new]):
             if old.get(key, "<absent>") != new.get(key, "<absent>"):
                 diffs.append(f"{key}: checkpoint {old.get(key, '<absent>')}, now {new.get(key, '<absent>')}")

@@ -40,6 +40,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    """This process's DDP rank (0 when torch.distributed is not initialised)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     """Average ``t`` over DDP ranks (in place, also for a non-contiguous view; a no-op without DDP). Returns ``t``."""
     n = world_size()
@@ -124,6 +129,13 @@ class Weighting(nn.Module):
 
     def on_epoch_end(self) -> None:
         """Called at the end of every training epoch on every rank (collectives allowed)."""
+
+    def sync_partial_state(self) -> None:
+        """Called on every rank before a checkpoint is saved (collectives allowed).
+
+        A method that keeps per-rank running state outside its buffers (DWA's partial-epoch sums)
+        gathers it here so that the checkpoint, written from rank 0, holds all of it.
+        """
 
     # helpers ------------------------------------------------------------------------------
     def _loss_vector(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

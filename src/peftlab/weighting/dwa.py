@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from peftlab.weighting.base import Weighting, all_reduce_sum, check_positive
+from peftlab.weighting.base import Weighting, all_reduce_sum, check_positive, rank
 
 
 class DWAWeighting(Weighting):
@@ -68,6 +68,29 @@ class DWAWeighting(Weighting):
             ratio = self.history[1] / self.history[0]
             ratio = torch.where(torch.isfinite(ratio), ratio, torch.ones_like(ratio))
             self.weights = t * torch.softmax(ratio / self.temperature, dim=0)
+
+    def sync_partial_state(self) -> None:
+        """Before a checkpoint (every rank): gather the epoch's partial sums on rank 0, zeros elsewhere.
+
+        The sums are per-rank (see ``__init__``) but a checkpoint holds rank 0's module state only;
+        after this, rank 0's sums are the whole epoch-so-far and the epoch-end reduction still
+        gives the same total, whether or not the run was resumed in between.
+        """
+        totals = all_reduce_sum(torch.cat([self.sums, self.counts]).to(self.history.device))
+        t = len(self.task_names)
+        keep = rank() == 0
+        self.sums = totals[:t] if keep else torch.zeros_like(totals[:t])
+        self.counts = totals[t:] if keep else torch.zeros_like(totals[t:])
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        """This epoch's partial loss sums and counts, so a mid-epoch resume gets the same epoch means."""
+        return {"sums": self.sums.detach().cpu().clone(), "counts": self.counts.detach().cpu().clone()}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the partial sums on rank 0 (the other ranks start from zero, see :meth:`sync_partial_state`)."""
+        keep = rank() == 0
+        self.sums = state["sums"].double() if keep else torch.zeros_like(state["sums"]).double()
+        self.counts = state["counts"].double() if keep else torch.zeros_like(state["counts"]).double()
 
     def alpha(self) -> dict[str, float]:
         """This epoch's α."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from peftlab.batch import call_body, inputs_size
+from peftlab.weighting.base import world_size
 
 if TYPE_CHECKING:
     from peftlab.models.multitask_module import MultiTaskModule
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
 class AutomaticStep:
     """Per-task losses combined by the weighting method; Lightning runs backward, accumulation and the optimizer.
 
-    A step whose loss is NaN/Inf on any rank returns None: Lightning skips it everywhere.
+    A step whose loss is NaN/Inf on any rank is skipped on every rank: it returns None (Lightning
+    skips the backward), or under DDP a zero loss (Lightning needs one there); either way the
+    module's optimizer hook then drops the update if no finite micro-batch is left in it.
     """
 
     automatic_optimization = True
@@ -25,7 +28,8 @@ class AutomaticStep:
         features = call_body(module.body, batch["inputs"], batch["task_mask"])
         losses = module.task_losses(module.heads(features), batch)
         if module.skip_bad_losses(losses):
-            return None
+            return module.zero_loss() if world_size() > 1 else None
+        module.good_micro_batches += 1
         weighting = module.weighting
         if weighting.uses_shared:
             loss = weighting.combine(losses, shared=module.shared_for_weighting(features))
