@@ -22,3 +22,15 @@ class KillAtStep(L.Callback):
         """Die once training has reached ``step``."""
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RaiseAtStep(L.Callback):
+    """Raise :class:`RuntimeError` before the batch that follows optimizer step ``step`` (an in-process crash)."""
+
+    def __init__(self, step: int):
+        self.step = int(step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        """Crash once training has reached ``step``."""
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"crashed after step {self.step}")

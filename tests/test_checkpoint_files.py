@@ -173,7 +173,11 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
     """mkstemp makes private files (0600); results written atomically are as readable as plain files."""
     from peftlab.utils.atomic_files import write_text_atomic
 
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    atomic = write_text_atomic(tmp_path / "metrics.json", "{}")
-    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    old = os.umask(0o022)  # (under umask 077 a plain file is 0600 too: the test could not fail)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        atomic = write_text_atomic(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(old)
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644

@@ -70,3 +70,24 @@ def test_existing_out_is_refused_unless_asked(make_cfg, tmp_path):
     assert res.returncode == 2 and res.stderr.startswith("error: out:") and out.read_text() == "keep me"
     assert export(f"ckpt_path={metrics['ckpt_path']}", f"out={out}", "overwrite=true").returncode == 0
     assert torch.load(out, weights_only=True)["format"] == "peftlab-export-v1"
+
+
+@pytest.mark.parametrize("weighting", ["dwa", "famo"])
+def test_eval_and_export_of_a_weighting_with_extra_state(make_cfg, tmp_path, weighting):
+    """DWA's partial sums and FAMO's logits live in ``get_extra_state`` (a dict, not a tensor):
+    eval.py and export read such checkpoints, also one written before DWA kept extra state."""
+    from peftlab.evaluate import evaluate
+
+    trained = train(make_cfg("trainer.max_epochs=2", f"strategy/weighting={weighting}", "+trainer.limit_train_batches=4", fast=False))
+    ckpt = Path(trained["run_dir"]) / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert any(k.endswith("_extra_state") and isinstance(v, dict) for k, v in state.items())
+    evaluated = evaluate(make_cfg(f"ckpt_path={ckpt}", config_name="eval"))
+    assert evaluated["tasks"] and all(v == v for t in evaluated["tasks"].values() for v in t.values())
+    assert export(f"ckpt_path={ckpt}", f"out={tmp_path / 'model.pt'}").returncode == 0
+    if weighting == "dwa":  # a checkpoint from before DWA kept its partial sums
+        old = tmp_path / "old.ckpt"
+        checkpoint = torch.load(ckpt, weights_only=True)
+        del checkpoint["state_dict"]["weighting._extra_state"]
+        torch.save(checkpoint, old)
+        assert evaluate(make_cfg(f"ckpt_path={old}", config_name="eval"))["tasks"] == evaluated["tasks"]

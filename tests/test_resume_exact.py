@@ -56,6 +56,9 @@ def _state(ckpt: Path) -> dict[str, torch.Tensor]:
     """Every tensor a resume depends on: module state (weights, masks, weighting), optimizer state."""
     c = torch.load(ckpt, map_location="cpu", weights_only=False)
     out = {f"model/{k}": v for k, v in c["state_dict"].items() if isinstance(v, torch.Tensor)}
+    for k, v in c["state_dict"].items():  # extra state of a module (DWA's partial-epoch sums, FAMO's logits)
+        if isinstance(v, dict):
+            out.update({f"model/{k}/{name}": t for name, t in v.items() if isinstance(t, torch.Tensor)})
     for i, opt in enumerate(c["optimizer_states"]):
         for p, s in opt["state"].items():
             out.update({f"opt{i}/{p}/{k}": v for k, v in s.items() if isinstance(v, torch.Tensor)})

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
 from peftlab.utils.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.utils.slurm_requeue import lightning_slurm_plugins
 from peftlab.utils.strategy_check import check_distribution_strategy
 
 
@@ -101,7 +102,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"trainer.{key}", f"must be an integer; got {value!r}")
     # checkpoints go to a temp file and are renamed: a job killed mid-write keeps its previous last.ckpt
-    overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO()]}
+    # under SLURM, USR1 is handled at a step boundary by utils/slurm_requeue.py, not inside Lightning's handler
+    overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO(), *lightning_slurm_plugins()]}
     if model is not None and not model.automatic_optimization:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
         # per-task-gradient step accumulates itself (model.accumulate_grad_batches, wired from the

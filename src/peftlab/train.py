@@ -20,6 +20,7 @@ from peftlab.utils.checkpoint_mismatch import checkpoint_mismatch
 from peftlab.reporting.wandb_run import log_final_report
 from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
 from peftlab.utils.rng_state import RngStateInCheckpoint
+from peftlab.utils.slurm_requeue import RequeueOnSignal
 from peftlab.utils.step_timer import StepTimer
 
 
@@ -35,7 +36,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [
-        timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint()
+        timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint(), RequeueOnSignal(run_dir / "checkpoints")
     ]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg), model)
     for lg in trainer.loggers:

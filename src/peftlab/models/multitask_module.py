@@ -253,6 +253,9 @@ class MultiTaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Make pruned layers maskable, and put the frozen pretrained weights back, before Lightning loads the state."""
         restore_pruning_reparam(self, checkpoint["state_dict"])
+        for key, value in self.state_dict().items():  # a checkpoint from before a module kept extra state
+            if key.endswith("_extra_state"):
+                checkpoint["state_dict"].setdefault(key, value)
         restore_frozen_weights(self, checkpoint)
 
     # ------------------------------------------------------------- evaluation

@@ -346,6 +346,7 @@ class PruningCallback(L.Callback):
             "current_sparsity": self.current_sparsity,
             "history": list(self.history),
             "final_applied": self.final_applied,
+            "resume_floor": self.resume_floor,
             "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
             "criterion": self.criterion.state_dict(),
             "rewind_weights": self.rewind_weights,
@@ -361,6 +362,7 @@ class PruningCallback(L.Callback):
         self.criterion.load_state_dict(state["criterion"])
         self.rewind_weights = state.get("rewind_weights")
         self.restored_schedule = state.get("schedule")
+        self.resume_floor = state.get("resume_floor", -1.0)
         self.final_applied = state.get("final_applied", self.last_update_step >= state["schedule"]["end_step"])
 
     def _resolved(self) -> bool:

@@ -116,7 +116,7 @@ def sparse_state_dict(state: dict[str, torch.Tensor], min_sparsity: float = 0.55
     instead of 4 per entry: smaller only above ~50 % sparsity, so denser tensors stay dense)."""
     out = {}
     for k, t in state.items():
-        if t.dim() == 2 and t.is_floating_point() and float((t == 0).float().mean()) > min_sparsity:
+        if isinstance(t, torch.Tensor) and t.dim() == 2 and t.is_floating_point() and float((t == 0).float().mean()) > min_sparsity:
             csr = t.to_sparse_csr()
             out[k] = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), t.shape)
         else:
@@ -148,5 +148,5 @@ def shrink_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 def export_payload(model: nn.Module, config: Any, sparse: bool, extra: dict[str, Any]) -> dict[str, Any]:
     """What ``scripts/export.py`` writes: format tag, config, (sparse) state dict and metadata."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
     return {"format": FORMAT, "config": config, "sparse": sparse, "state_dict": sparse_state_dict(state) if sparse else state, **extra}

@@ -46,7 +46,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def _umask() -> int:
-    """The process's umask (os.umask can only be read by setting it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it (Linux); elsewhere by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)  # (another thread creating a file meanwhile gets 022, never 0)
+        os.umask(mask)
+        return mask

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -68,7 +69,10 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> Path | None:
     if not cfg.get("resume", True):
         raise RunDirInUse("resume", f"false, but {run_dir} already holds a run ({source.name}) that starting over would overwrite; "
                                     "choose another hydra.run.dir, or remove that directory first")
-    changes = config_changes(config, OmegaConf.to_container(cfg, resolve=True))
+    # a DDP process Lightning started (LOCAL_RANK > 0) re-runs the command as a single run and may
+    # resolve keys of its sweep differently (logger group); rank 0 has already compared
+    first_rank = int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    changes = config_changes(config, OmegaConf.to_container(cfg, resolve=True)) if first_rank else []
     if changes:
         raise RunDirInUse("hydra.run.dir", f"{run_dir} holds a run of another config ({'; '.join(changes[:3])}); give this run its own "
                                            f"hydra.run.dir (to train that run further: ckpt_path={run_dir / LAST_CHECKPOINT} in a new run dir)")
@@ -85,7 +89,7 @@ class RunDirGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Resolve the run dir and the task config as Hydra's run_job will, then :func:`check_run_dir`."""
         cfg = copy.deepcopy(config)
-        run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute()
+        run_dir = Path(os.path.abspath(str(OmegaConf.select(cfg, "hydra.run.dir"))))  # as Hydra's run_job does
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
             cfg.hydra.runtime.output_dir = str(run_dir)
         HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.output_dir} in paths.output_dir

@@ -53,7 +53,8 @@ def check_state_dict_matches(model: nn.Module, state_dict: Mapping[str, torch.Te
             return None
         return name[: -len("_orig")] if name.endswith("_orig") else name
 
-    expected = {base(k): v.shape for k, v in model.state_dict().items() if base(k) is not None}
+    # non-tensor entries (a module's ``get_extra_state``, e.g. DWA's partial sums) have no shape
+    expected = {base(k): v.shape for k, v in model.state_dict().items() if base(k) is not None and isinstance(v, torch.Tensor)}
     stored = {base(k): v.shape for k, v in state_dict.items() if base(k) is not None and isinstance(v, torch.Tensor)}
     missing = [k for k in expected if k not in stored]
     unexpected = [k for k in stored if k not in expected]

@@ -1,6 +1,6 @@
 """Under SLURM, SIGTERM ends the process at once, recording nothing.
 
-SLURM sends SIGTERM to every process of a job it requeues (Lightning's requeue on SIGUSR1,
+SLURM sends SIGTERM to every process of a job it requeues (our requeue on SIGUSR1,
 preemption), cancels or times out, and the job's other processes (e.g. W&B's service) die with
 it. Lightning only sets a flag and stops at the next step, so in between an unrelated error
 (W&B's "Connection lost") would be recorded as a failed run: a failed metrics.json and, under
