@@ -26,6 +26,8 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from peftlab.utils.step_checkpoint import StepBoundaryCallback
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ def lightning_slurm_plugins() -> list:
     return [SLURMEnvironment(auto_requeue=False)] if under_slurm() else []
 
 
-class RequeueOnSignal(L.Callback):
+class RequeueOnSignal(StepBoundaryCallback):
     """On SIGUSR1 under SLURM: write ``<dirpath>/last.ckpt`` at the next step boundary and requeue the job."""
 
     def __init__(self, dirpath: str | Path, wait_s: float = 300.0):
@@ -47,7 +49,6 @@ class RequeueOnSignal(L.Callback):
         self.wait_s = wait_s  # how long to wait for SLURM's SIGTERM after requeueing
         self.requested = False
         self.active = False
-        self.step_before = -1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Install the flag-setting USR1 handler (training under SLURM only)."""
@@ -60,13 +61,9 @@ class RequeueOnSignal(L.Callback):
         # stdout wrapper's, as W&B installs)
         self.requested = True
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        """Remember the step count, to tell whether this batch completed an optimizer step."""
-        self.step_before = trainer.global_step
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         """At a step boundary: if any rank got the signal, all save and rank 0 requeues."""
-        if not self.active or trainer.global_step == self.step_before or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if not self.active or not self.at_step_boundary(trainer):
             return
         flag = trainer.strategy.reduce(torch.tensor(float(self.requested), device=pl_module.device), reduce_op="sum")
         if float(flag) == 0:

@@ -17,7 +17,23 @@ from pathlib import Path
 import lightning as L
 
 
-class StepCheckpoint(L.Callback):
+class StepBoundaryCallback(L.Callback):
+    """Base for callbacks that act only where a resume would be exact: at the end of a batch that
+    completed an optimizer step (not inside an accumulation window) and is not an epoch's last batch
+    (whose epoch-end hooks have not run yet)."""
+
+    step_before = -1  # optimizer steps when the current batch started
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        """Remember the step count, to tell whether this batch completed an optimizer step."""
+        self.step_before = trainer.global_step
+
+    def at_step_boundary(self, trainer: L.Trainer) -> bool:
+        """Whether the batch ending now completed an optimizer step and is not its epoch's last."""
+        return trainer.global_step != self.step_before and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+class StepCheckpoint(StepBoundaryCallback):
     """Write ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps (0: never)."""
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 0, filename: str = "last"):
@@ -28,22 +44,15 @@ class StepCheckpoint(L.Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.every = every_n_train_steps
         self.last_saved = -1
-        self.step_before = -1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The step the run starts (or resumes) at is already on disk."""
         self.last_saved = trainer.global_step
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        """Remember the step count, to tell whether this batch completed an optimizer step."""
-        self.step_before = trainer.global_step
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         """Save after every n-th optimizer step (all ranks call save_checkpoint; rank 0 writes)."""
         step = trainer.global_step
-        if not self.every or step == self.step_before or step == self.last_saved or step % self.every:
-            return  # no optimizer step in this batch (inside an accumulation window), or not an n-th one
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return  # the epoch-end checkpoint follows once the epoch's hooks have run
+        if not self.every or step == self.last_saved or step % self.every or not self.at_step_boundary(trainer):
+            return  # (an epoch's last batch: the epoch-end checkpoint follows once the epoch's hooks have run)
         self.last_saved = step
         trainer.save_checkpoint(self.path)
