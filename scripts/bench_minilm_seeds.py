@@ -8,7 +8,7 @@ seed draws its own split and initialisation (``seed`` drives both, as in ``train
 recipe trains on that same split, and the table gives each recipe's mean ± standard deviation and
 its *paired* difference to ``full`` (mean and 95 % confidence interval over seeds, Student t).
 Recipes are ``train.py`` overrides of ``experiment=tweets_minilm`` (``scripts/bench_minilm.py``
-trains them). Same compute, not same epochs: a LoRA step costs about 0.64-0.72x a full fine-tuning step
+trains them). Same compute, not same epochs: a LoRA step costs about 0.64x a full fine-tuning step (bench_nlp)
 (frozen base: no weight gradients, no optimizer state for it), so by default the LoRA recipes train
 ``--lora-epochs 3`` in about the time full fine-tuning takes for ``--epochs 2``; the table gives each
 recipe's mean fit + test time so the budget is visible (task_lora's is about twice shared LoRA's

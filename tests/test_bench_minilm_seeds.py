@@ -35,4 +35,5 @@ def test_report_pairs_each_recipe_with_full_on_the_same_seed():
     # each recipe's epochs and mean fit + test time, so the compute budget is visible
     assert "| full | `strategy=share` | 2 | 105 | 0.750 ± 0.071 |" in text
     assert "| lora_share | `strategy=lora_share model.optimizer.lr=2e-3` | 3 | 93 |" in text
+    assert "| task_lora | `strategy=task_lora model.optimizer.lr=2e-3` | 3 | 96 |" in text
     assert "--epochs 2 --lora-epochs 3" in text
