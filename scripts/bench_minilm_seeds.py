@@ -51,6 +51,12 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return m, student_t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
 
 
+def paired_cell(differences: list[float]) -> str:
+    """'+m [lo, hi]': mean of per-seed differences and its 95 % interval."""
+    m, h = mean_ci(differences)
+    return f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
+
+
 def epochs_of(name: str, args) -> int:
     """Epochs a recipe trains: LoRA recipes --lora-epochs, the others --epochs."""
     return args.lora_epochs if name in LORA_RECIPES else args.epochs
@@ -81,16 +87,15 @@ def report(results: dict[str, dict[int, dict]], args) -> str:
             if name == "full":
                 cells.append("—")
                 continue
-            m, h = mean_ci([by_seed[s][key] - results["full"][s][key] for s in seeds])
-            cells.append(f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]")
+            cells.append(paired_cell([by_seed[s][key] - results["full"][s][key] for s in seeds]))
         lines.append(f"| {name} | `{' '.join(RECIPES[name])}` | " + " | ".join(cells) + " |")
     per_seed = ", ".join(
         f"seed {s}: " + " / ".join(f"{results[n][s][METRICS['sentiment acc']]:.3f}" for n in results) for s in seeds
     )
     if {"task_lora", "lora_share"} <= set(results):
         key = METRICS["sentiment acc"]
-        m, h = mean_ci([results["task_lora"][s][key] - results["lora_share"][s][key] for s in seeds])
-        lines += ["", f"task_lora − lora_share, sentiment acc, paired: {m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]."]
+        diffs = [results["task_lora"][s][key] - results["lora_share"][s][key] for s in seeds]
+        lines += ["", f"task_lora − lora_share, sentiment acc, paired: {paired_cell(diffs)}."]
     lines += ["", f"Sentiment accuracy per seed ({' / '.join(results)}): {per_seed}.",
               "", "Targets: LoRA within 1 point of full fine-tuning on sentiment (issue 10); task_lora at least as accurate "
               "as lora_share (issue 11)."]
@@ -125,8 +130,9 @@ def main() -> None:
         for name in args.recipes:
             t0 = time.perf_counter()
             _, metrics, _ = train_one([*base, *RECIPES[name]], None, datamodule, epochs_of(name, args), work / f"{name}-{seed}")
-            results[name][seed] = {**metrics, "seconds": time.perf_counter() - t0}
-            print(f"seed {seed} {name}: {time.perf_counter() - t0:.0f} s; "
+            seconds = time.perf_counter() - t0
+            results[name][seed] = {**metrics, "seconds": seconds}
+            print(f"seed {seed} {name}: {seconds:.0f} s; "
                   + ", ".join(f"{k} {metrics[v]:.4f}" for k, v in METRICS.items()), flush=True)
     text = report(results, args)
     print(text)
