@@ -48,9 +48,9 @@ def train_one(overrides: list[str], sparsity: float | None, datamodule, epochs: 
     import lightning as L
 
     from peftlab.builders import build_model, build_strategy_callbacks
-    from peftlab.pruning import PruningCallback
+    from peftlab.callbacks.pruning import PruningCallback
     from peftlab.pruning.criteria import Neurons
-    from peftlab.utils.compose import compose_train_config
+    from peftlab.config.compose import compose_train_config
 
     cfg = compose_train_config(["experiment=tweets_minilm", *overrides], out_dir)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -85,8 +85,8 @@ def count(model) -> tuple[int, int, int]:
 
 def export_in_place(model) -> dict[str, int]:
     """What scripts/export.py does to the weights: merge LoRA (if any) into the masked base, remove pruned units."""
-    from peftlab.pruning.export import compact
-    from peftlab.pruning.export_io import has_lora
+    from peftlab.pruning.compaction import compact
+    from peftlab.export import has_lora
     from peftlab.pruning.lora_merge import merge_and_remask
 
     if has_lora(model):
@@ -123,7 +123,7 @@ def main() -> None:
     import peftlab.cli  # noqa: F401  (config resolvers)
     from peftlab.batch import slice_inputs
     from peftlab.builders import build_datamodule
-    from peftlab.utils.compose import compose_train_config
+    from peftlab.config.compose import compose_train_config
 
     work = Path(tempfile.mkdtemp(prefix="bench_minilm_"))
     base = [f"data.source.subset={args.subset}"]

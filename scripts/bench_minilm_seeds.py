@@ -120,7 +120,7 @@ def main() -> None:
     import peftlab.cli  # noqa: F401  (config resolvers)
     from bench_minilm import train_one
     from peftlab.builders import build_datamodule
-    from peftlab.utils.compose import compose_train_config
+    from peftlab.config.compose import compose_train_config
 
     work = Path(tempfile.mkdtemp(prefix="bench_minilm_seeds_"))
     results: dict[str, dict[int, dict]] = {n: {} for n in args.recipes}

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 
 from peftlab.builders import build_datamodule, build_model
-from peftlab.utils.compose import compose_train_config
+from peftlab.config.compose import compose_train_config
 
 
 class EpochTimer(L.Callback):

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from peftlab.pruning import PruningCallback  # noqa: E402
+from peftlab.callbacks.pruning import PruningCallback  # noqa: E402
 from peftlab.pruning.criteria import Heads, Magnitude, Neurons  # noqa: E402
-from peftlab.pruning.export import compact  # noqa: E402
-from peftlab.utils.compose import compose_train_config  # noqa: E402
+from peftlab.pruning.compaction import compact  # noqa: E402
+from peftlab.config.compose import compose_train_config  # noqa: E402
 from peftlab.reporting.benchmark_doc import write_benchmark_section  # noqa: E402
 
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from peftlab.pruning import PruningCallback  # noqa: E402
+from peftlab.callbacks.pruning import PruningCallback  # noqa: E402
 from peftlab.pruning.criteria import Heads, Neurons  # noqa: E402
-from peftlab.pruning.export import compact  # noqa: E402
+from peftlab.pruning.compaction import compact  # noqa: E402
 from peftlab.reporting.benchmark_doc import write_benchmark_section  # noqa: E402
 from peftlab.sharing.task_lora import TaskLoRA  # noqa: E402
 

@@ -38,8 +38,8 @@ from torch import nn
 from peftlab.builders import build_datamodule, build_model
 from peftlab.models import MultiTaskModule
 from peftlab.tasks import TaskSpec
-from peftlab.utils.step_timer import StepTimer
-from peftlab.utils.compose import compose_train_config
+from peftlab.callbacks.step_timer import StepTimer
+from peftlab.config.compose import compose_train_config
 from peftlab.reporting.benchmark_doc import write_benchmark_section
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ Masks become permanent, pruned neurons/heads are physically removed, and (sparse
 2-D weights that are more than 55 % zeros are stored as CSR with int32 indices so the file
 shrinks (sparse=false: all dense). The script checks that the exported model's outputs equal the masked model's
 (max abs diff <= 1e-5) on test inputs and refuses to overwrite `out` unless overwrite=true.
-Load the result with ``peftlab.pruning.export_io.load_exported(path)``.
+Load the result with ``peftlab.export.load_exported(path)``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from peftlab.errors import ConfigError  # noqa: E402
-from peftlab.pruning.export_io import export_checkpoint  # noqa: E402
+from peftlab.export import export_checkpoint  # noqa: E402
 
 USAGE = "usage: python scripts/export.py ckpt_path=<checkpoint> out=<file> [sparse=auto|true|false] [overwrite=false]"
 

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import DictConfig
 
 import peftlab.cli  # noqa: F401  (registers the config resolvers)
-from peftlab.utils.compose import compose_train_config
+from peftlab.config.compose import compose_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

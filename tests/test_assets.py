@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from peftlab.assets import packaged_data_path, pretrained_path
+from peftlab.packaged_assets import packaged_data_path, pretrained_path
 from peftlab.data.tokenize import load_tokenizer
 
 

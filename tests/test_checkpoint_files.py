@@ -19,10 +19,10 @@ from conftest import ROOT, compose_config, run_cli
 from peftlab.builders import build_datamodule, build_model
 from peftlab.errors import ConfigError
 from peftlab.train import train
-from peftlab.utils.atomic_checkpoint_io import AtomicCheckpointIO
-from peftlab.utils.atomic_files import atomic_path, write_text_atomic
-from peftlab.utils.checkpoint_loading import load_checkpoint_safely
-from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
+from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.checkpoints.atomic_files import atomic_path, write_text_atomic
+from peftlab.checkpoints.safe_loading import load_checkpoint_safely
+from peftlab.checkpoints.stored_config import CHECKPOINT_KEY
 
 RUN = ["callbacks=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=4", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -141,7 +141,7 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path):
 
 SAVER = """
 import sys, torch
-from peftlab.utils.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
 AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(40_000_000)}, "global_step": 8}, sys.argv[1])
 """
 
@@ -171,7 +171,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
 
 def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
     """mkstemp makes private files (0600); results written atomically are as readable as plain files."""
-    from peftlab.utils.atomic_files import write_text_atomic
+    from peftlab.checkpoints.atomic_files import write_text_atomic
 
     old = os.umask(0o022)  # (under umask 077 a plain file is 0600 too: the test could not fail)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peftlab.utils.command_line import misused_argument
+from peftlab.config.command_line import misused_argument
 
 
 @pytest.mark.parametrize("args", [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftlab.pruning.export_io import load_exported, load_masked_model
+from peftlab.export import load_exported, load_masked_model
 from peftlab.train import train
 from pruning_helpers import SHORT, one_thread  # noqa: F401
 

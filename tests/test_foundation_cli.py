@@ -105,6 +105,6 @@ def test_wandb_logs_offline_without_an_api_key(tmp_path):
 
 
 def test_run_dirs_are_unique_per_process():
-    code = "from peftlab.utils.run_identity import run_id; print(run_id({}))"  # clusters: run dir name outside SLURM
+    code = "from peftlab.runs.run_identity import run_id; print(run_id({}))"  # clusters: run dir name outside SLURM
     uids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout for _ in range(3)}
     assert len(uids) == 3

@@ -7,7 +7,7 @@ import torch
 
 from hf_helpers import VOCAB, quick_trainer, save_tiny_bert
 from peftlab.builders import build_model, build_trainer
-from peftlab.pruning import PruningCallback
+from peftlab.callbacks.pruning import PruningCallback
 from peftlab.pruning.criteria import Magnitude
 
 WEIGHTINGS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "imtl", "famo"]

@@ -15,7 +15,7 @@ pytest.importorskip("all_minilm_l6_v2", reason="needs pip install -e '.[examples
 BUILD = """
 import peftlab.cli
 from peftlab.builders import build_model
-from peftlab.utils.compose import compose_train_config
+from peftlab.config.compose import compose_train_config
 cfg = compose_train_config(["experiment=tweets_minilm"], {out!r})
 model = build_model(cfg)
 n = sum(p.numel() for p in model.parameters())

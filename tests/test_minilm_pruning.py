@@ -48,7 +48,7 @@ def test_prune_share_prunes_the_encoders_linear_weights_only(make_cfg, tiny_dir)
 @pytest.mark.slow
 @pytest.mark.parametrize("pruning, sharing", [("heads", "hard"), ("neurons", "hard"), ("heads", "peft")])
 def test_structured_prune_share_exports_a_smaller_model_equal_to_the_masked_one(make_cfg, tiny_dir, tmp_path, pruning, sharing):
-    from peftlab.pruning.export_io import export_checkpoint, load_exported, load_masked_model, _sample_inputs
+    from peftlab.export import export_checkpoint, load_exported, load_masked_model, _sample_inputs
 
     # sharing=peft: a shared LoRA on query/value, merged into the masked base and re-masked at export
     result = train(make_cfg(*example(tiny_dir, "strategy=prune_share", f"strategy/pruning={pruning}", f"strategy/sharing={sharing}"), fast=True))
@@ -86,7 +86,7 @@ def test_task_lora_with_pruning_resumes_exactly_at_epoch_ends(make_cfg, tiny_dir
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["pruning"]["history"] == full["pruning"]["history"]
     from peftlab.errors import ConfigError
-    from peftlab.pruning.export_io import export_checkpoint
+    from peftlab.export import export_checkpoint
 
     with pytest.raises(ConfigError, match="one LoRA per task"):  # per-task adapters cannot merge into one base
         export_checkpoint(full["ckpt_path"], str(Path(full["run_dir"]) / "model.pt"))

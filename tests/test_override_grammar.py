@@ -18,8 +18,8 @@ import yaml
 
 from conftest import ROOT
 from peftlab.cli import CONFIG_DIR
-from peftlab.utils.group_options import group_options, unknown_group_option
-from peftlab.utils.override_keys import unknown_override_key
+from peftlab.config.group_options import group_options, unknown_group_option
+from peftlab.config.override_keys import unknown_override_key
 
 ONE_BATCH = ["debug=fast_dev_run", "callbacks=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 FEW_BATCHES = ["debug=limit_batches", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]

@@ -8,9 +8,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from peftlab.errors import ConfigError
-from peftlab.pruning import PruningCallback
+from peftlab.callbacks.pruning import PruningCallback
 from peftlab.pruning.criteria import GlobalMagnitude, Heads, Movement, Neurons, Random
-from peftlab.pruning.export import compact
+from peftlab.pruning.compaction import compact
 from peftlab.pruning.masks import get_mask
 from pruning_helpers import Net, one_thread  # noqa: F401
 

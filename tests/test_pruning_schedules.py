@@ -3,7 +3,8 @@
 import pytest
 
 from peftlab.errors import ConfigError
-from peftlab.pruning import PruningCallback, Schedule
+from peftlab.callbacks.pruning import PruningCallback
+from peftlab.pruning import Schedule
 from peftlab.train import train
 from pruning_helpers import SHORT, Net, one_thread  # noqa: F401
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from peftlab.utils.run_identity import logger_run_id, run_id, slurm_job_key
+from peftlab.runs.run_identity import logger_run_id, run_id, slurm_job_key
 
 
 def test_slurm_job_key_from_the_scheduler_environment():

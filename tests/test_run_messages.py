@@ -12,8 +12,8 @@ from torch import nn
 
 from conftest import ROOT
 from peftlab.reporting.summary import print_summary
-from peftlab.utils.checkpoint_mismatch import checkpoint_mismatch
-from peftlab.utils.framework_noise import DropNoise
+from peftlab.checkpoints.mismatch import checkpoint_mismatch
+from peftlab.runs.library_warnings import DropNoise
 
 
 def test_summary_prints_checkpoint_and_run_dir_whole(capsys):

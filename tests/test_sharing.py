@@ -8,7 +8,7 @@ import torch
 
 from hf_helpers import HIDDEN, INTERMEDIATE, LAYERS, TASKS, hf_module, quick_trainer, save_tiny_bert, save_tiny_gpt2, task_losses, text_batches
 from peftlab.errors import ConfigError
-from peftlab.models.trainable_checkpoint import BASE_MODEL_KEY
+from peftlab.checkpoints.trainable_state import BASE_MODEL_KEY
 from peftlab.reporting import count_parameters
 from peftlab.sharing import BitFit, FrozenBackbone, FullSharing, PeftAdapter, SeparateBackbones
 

@@ -22,7 +22,7 @@ def step_saves(monkeypatch) -> list[tuple[int, int]]:
     original = L.Trainer.save_checkpoint
 
     def recording(self, filepath, *args, **kwargs):
-        if sys._getframe(1).f_globals.get("__name__") == "peftlab.utils.step_checkpoint":
+        if sys._getframe(1).f_globals.get("__name__") == "peftlab.callbacks.step_checkpoint":
             saves.append((self.global_step, self.fit_loop.epoch_loop.batch_progress.current.ready - 1))
         return original(self, filepath, *args, **kwargs)
 

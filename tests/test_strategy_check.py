@@ -3,7 +3,7 @@
 import pytest
 
 from peftlab.errors import ConfigError
-from peftlab.utils.strategy_check import check_distribution_strategy
+from peftlab.builders import check_distribution_strategy
 
 
 @pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true"])

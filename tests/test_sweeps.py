@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-import peftlab.utils.resolvers as resolvers
-import peftlab.utils.run_identity as run_identity
+import peftlab.config.resolvers as resolvers
+import peftlab.runs.run_identity as run_identity
 from conftest import ROOT
 from peftlab.cli import CONFIG_DIR
 from peftlab.reporting.sweep_report import collect_rows, write_sweep_report

@@ -14,7 +14,7 @@ import functools  # noqa: E402
 
 from hf_helpers import quick_trainer, save_tiny_bert, task_losses, text_batches  # noqa: E402
 from peftlab.models import HFBackbone, MultiTaskModule  # noqa: E402
-from peftlab.models.trainable_checkpoint import BASE_MODEL_KEY  # noqa: E402
+from peftlab.checkpoints.trainable_state import BASE_MODEL_KEY  # noqa: E402
 from peftlab.sharing.task_lora import TaskLoRA  # noqa: E402
 from peftlab.tasks import TaskSpec  # noqa: E402
 

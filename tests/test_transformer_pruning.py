@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from peftlab.errors import ConfigError
-from peftlab.pruning import PruningCallback
+from peftlab.callbacks.pruning import PruningCallback
 from peftlab.pruning.criteria import GateGradient, Heads, Neurons
-from peftlab.pruning.export import compact, remove_heads
+from peftlab.pruning.compaction import compact, remove_heads
 from peftlab.pruning.lora_merge import merge_and_remask
-from peftlab.pruning.structure import find_groups
+from peftlab.pruning.unit_groups import find_groups
 
 HEADS = r"attention\.(self\.(query|key|value)|output\.dense)"
 FFN = r"(intermediate|output)\.dense"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import metrics_files, read_json, run_cli
-from peftlab.utils.run_identity import logger_run_id
+from peftlab.runs.run_identity import logger_run_id
 from wandb_records import offline_run
 
 PRUNE = ["strategy=prune_share", "strategy.pruning.start_step=2", "strategy.pruning.end_step=8", "strategy.pruning.every_n_steps=2"]

@@ -13,9 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.errors import ConfigError
-from peftlab.utils.atomic_checkpoint_io import AtomicCheckpointIO
-from peftlab.utils.slurm_requeue import lightning_slurm_plugins
-from peftlab.utils.strategy_check import check_distribution_strategy
+from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.callbacks.slurm_requeue import lightning_slurm_plugins
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -102,7 +101,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"trainer.{key}", f"must be an integer; got {value!r}")
     # checkpoints go to a temp file and are renamed: a job killed mid-write keeps its previous last.ckpt
-    # under SLURM, USR1 is handled at a step boundary by utils/slurm_requeue.py, not inside Lightning's handler
+    # under SLURM, USR1 is handled at a step boundary by callbacks/slurm_requeue.py, not inside Lightning's handler
     overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO(), *lightning_slurm_plugins()]}
     if model is not None and not model.automatic_optimization:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
@@ -110,3 +109,33 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
         # same trainer.accumulate_grad_batches key), so the Trainer is given 1 on that path.
         overrides["accumulate_grad_batches"] = 1
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+# Refuse Lightning distribution strategies that start their worker processes from inside ``fit``.
+# 
+# ``ddp_spawn`` / ``ddp_fork`` / ``ddp_notebook`` train in child processes and hand only the
+# weights and logged metrics back to the main process. Everything else a run reports lives in
+# the children and is lost: the test metrics and pruning history behind ``metrics.json``, the step
+# timer, the logger's state (Lightning's CSVLogger then fails at test time with "dict contains
+# fields not in fieldnames"). ``ddp`` starts every rank as a full copy of the command instead, so
+# each rank reports what it trained; it is what peftlab supports (``trainer=ddp`` on GPUs,
+# ``trainer=ddp_sim`` for CPU processes).
+IN_PROCESS_LAUNCHERS = ("spawn", "fork", "notebook", "forkserver")
+
+
+def check_distribution_strategy(cfg: DictConfig) -> None:
+    """ConfigError naming ``trainer.strategy`` for a strategy that spawns or forks its ranks."""
+    strategy: Any = cfg.trainer.get("strategy")
+    if isinstance(strategy, str):
+        bad = any(word in strategy for word in IN_PROCESS_LAUNCHERS)
+    elif isinstance(strategy, (dict, DictConfig)):
+        bad = str(strategy.get("start_method", "popen")) in IN_PROCESS_LAUNCHERS
+        strategy = f"{strategy.get('_target_', 'strategy')}(start_method={strategy.get('start_method')})"
+    else:
+        return
+    if bad:
+        raise ConfigError(
+            "trainer.strategy",
+            f"{strategy} starts its ranks inside the running process, and what they report (test metrics, pruning, timing, "
+            "loggers) does not come back; use trainer.strategy=ddp (trainer=ddp on GPUs, trainer=ddp_sim for CPU processes)",
+        )

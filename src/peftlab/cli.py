@@ -10,18 +10,18 @@ from typing import Any, Callable
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from peftlab.config import CONFIG_DIR
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
-from peftlab.utils.auto_resume import RunDirInUse, run_or_continue
-from peftlab.utils.command_line import misused_argument
-from peftlab.utils.framework_noise import quiet_framework_noise
-from peftlab.utils.group_options import unknown_group_option
-from peftlab.utils.multirun_ddp import child_argv, prepare_job
-from peftlab.utils.override_keys import unknown_override_key
-from peftlab.utils.slurm_signals import exit_on_sigterm_under_slurm
-from peftlab.utils.resolvers import register_resolvers
+from peftlab.runs.auto_resume import RunDirInUse, run_or_continue
+from peftlab.config.command_line import misused_argument
+from peftlab.runs.library_warnings import quiet_framework_noise
+from peftlab.config.group_options import unknown_group_option
+from peftlab.runs.multirun_ddp import child_argv, prepare_job
+from peftlab.config.override_keys import unknown_override_key
+from peftlab.runs.slurm_signals import exit_on_sigterm_under_slurm
+from peftlab.config.resolvers import register_resolvers
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 register_resolvers()
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,9 @@ def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.train import train
 
     quiet_framework_noise()
-    prepare_job()  # DDP children of this job run only this job (utils/multirun_ddp.py)
+    prepare_job()  # DDP children of this job run only this job (runs/multirun_ddp.py)
     exit_on_sigterm_under_slurm()  # a requeued/cancelled SLURM job exits without recording a failure
-    # a completed job is not re-run; a job whose run dir holds checkpoints/last.ckpt resumes (utils/auto_resume.py)
+    # a completed job is not re-run; a job whose run dir holds checkpoints/last.ckpt resumes (runs/auto_resume.py)
     metrics = run_guarded(lambda c: run_or_continue(train, c), cfg)
     return metrics["optimized_metric"]["value"] if metrics else None
 

@@ -11,18 +11,10 @@ from peftlab.builders import build_datamodule, build_model, build_strategy_callb
 from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.reporting.run_reports import prunable_from_callbacks
-from peftlab.pruning.export_io import has_lora
+from peftlab.export import has_lora
 from peftlab.pruning.lora_merge import gate_pruned_lora_rows
-from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
-from peftlab.utils.config_in_checkpoint import CHECKPOINT_KEY
-
-
-def load_training_config(ckpt_path: str) -> DictConfig:
-    """The resolved config stored in a peftlab checkpoint."""
-    checkpoint = load_checkpoint_safely(ckpt_path)  # one ConfigError line for a missing, truncated or foreign file
-    if not isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
-        raise ConfigError("ckpt_path", f"{ckpt_path} was not written by peftlab's train.py (no {CHECKPOINT_KEY!r} entry)")
-    return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
+from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
+from peftlab.checkpoints.stored_config import load_training_config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
 from peftlab.errors import ConfigError
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
-from peftlab.reporting.alpha_trajectory import AlphaTrajectory
+from peftlab.callbacks.alpha_trajectory import AlphaTrajectory
 from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
-from peftlab.utils.checkpoint_mismatch import checkpoint_mismatch
+from peftlab.checkpoints.mismatch import checkpoint_mismatch
 from peftlab.reporting.wandb_run import log_final_report
-from peftlab.utils.config_in_checkpoint import ConfigInCheckpoint
-from peftlab.utils.rng_state import RngStateInCheckpoint
-from peftlab.utils.slurm_requeue import RequeueOnSignal
-from peftlab.utils.step_timer import StepTimer
+from peftlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from peftlab.callbacks.rng_state import RngStateInCheckpoint
+from peftlab.callbacks.slurm_requeue import RequeueOnSignal
+from peftlab.callbacks.step_timer import StepTimer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _saved_config(ckpt_path: str | None) -> dict | None:
     """The config stored in a peftlab checkpoint (None without one)."""
-    from peftlab.evaluate import load_training_config
+    from peftlab.checkpoints.stored_config import load_training_config
 
     try:
         return OmegaConf.to_container(load_training_config(ckpt_path)) if ckpt_path else None

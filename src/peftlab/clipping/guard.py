@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from peftlab.weighting.base import all_reduce_sum, world_size
+from peftlab.distributed import all_reduce_sum, world_size
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from peftlab.data.glue import GlueSource
 from peftlab.data.local_files import LocalFileSource
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import TextFileSource
-from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.data.tweets import TweetsSource
 from peftlab.tasks import TaskSpec, parse_task_specs
 

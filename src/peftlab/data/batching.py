@@ -28,7 +28,7 @@ class MultiTaskTensors(Dataset):
     ``dataset[indices]`` returns a whole batch: ``{"inputs", "y": [B, T] float, "task_mask":
     [B, T] bool}``; ``task_mask[b, t]`` says whether sample ``b`` carries a label for task
     ``t``. ``inputs`` is ``x[indices]`` for a feature tensor, or for token ids
-    (:class:`~peftlab.data.texts.TokenizedTexts`) a dict ``input_ids``, ``attention_mask``
+    (:class:`~peftlab.data.text_inputs.TokenizedTexts`) a dict ``input_ids``, ``attention_mask``
     (``token_type_ids``) padded to the longest row of the batch.
     """
 

@@ -14,7 +14,7 @@ from peftlab.data.inputs import concat_rows, is_text
 from peftlab.data.resumable_loader import ResumableLoader
 from peftlab.data.source_splits import SPLITS, load_source_splits
 from peftlab.data.table import LabelledTable
-from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.data.tokenize import load_tokenizer, tokenize_cached
 from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec, parse_task_specs

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from peftlab.data.table import LabelledTable
-from peftlab.data.texts import TextColumn
+from peftlab.data.text_inputs import TextColumn
 from peftlab.errors import ConfigError
 
 # GLUE task -> (text column, second text column or None, number of classes, official metrics)

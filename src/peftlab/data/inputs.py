@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 
 Inputs = Any  # torch.Tensor | TextColumn | TokenizedTexts
 

@@ -14,8 +14,8 @@ from peftlab.data.inputs import take_rows
 class LabelledTable:
     """``x`` holds one input per row; ``labels[name][i]`` is row ``i``'s value in label column ``name``.
 
-    ``x`` is a feature tensor ``[N, ...]``, raw texts (:class:`~peftlab.data.texts.TextColumn`)
-    or token ids (:class:`~peftlab.data.texts.TokenizedTexts`). Classification labels are
+    ``x`` is a feature tensor ``[N, ...]``, raw texts (:class:`~peftlab.data.text_inputs.TextColumn`)
+    or token ids (:class:`~peftlab.data.text_inputs.TokenizedTexts`). Classification labels are
     integer class ids, regression labels real numbers; both are stored as float32 so that one
     batch tensor can carry every task's target. **NaN means "this row has no label in this
     column"**: the row then trains and scores only the tasks it does have labels for (for

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from peftlab.data.table import LabelledTable
-from peftlab.data.texts import TextColumn
+from peftlab.data.text_inputs import TextColumn
 from peftlab.errors import ConfigError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from peftlab.assets import pretrained_path
-from peftlab.data.texts import TextColumn, TokenizedTexts
+from peftlab.packaged_assets import pretrained_path
+from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.errors import ConfigError
 
 _CHUNK = 4096  # texts per tokenizer call

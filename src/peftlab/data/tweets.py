@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from peftlab.assets import packaged_data_path
+from peftlab.packaged_assets import packaged_data_path
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import read_frame
-from peftlab.data.texts import TextColumn
+from peftlab.data.text_inputs import TextColumn
 from peftlab.errors import ConfigError
 
 SENTIMENTS = ("negative", "neutral", "positive")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from peftlab.assets import pretrained_path
+from peftlab.packaged_assets import pretrained_path
 from peftlab.errors import ConfigError
 from peftlab.models.pooling import POOLINGS, pool
 

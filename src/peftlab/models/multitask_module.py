@@ -11,7 +11,7 @@ weighting and clipping:
 
 Both paths run the non-finite guard and ``strategy/clipping`` right before the optimizer step,
 after mixed-precision unscaling, and log ``train/grad_norm`` / ``train/grad_norm_clipped``.
-Checkpoints of a pretrained backbone hold only what trains (see :mod:`peftlab.models.trainable_checkpoint`).
+Checkpoints of a pretrained backbone hold only what trains (see :mod:`peftlab.checkpoints.trainable_state`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from peftlab.errors import ConfigError
 from peftlab.models.heads import TaskHeads
 from peftlab.models.steps import AutomaticStep, PerTaskGradientStep
 from peftlab.models.task_metrics import TaskMetrics
-from peftlab.models.trainable_checkpoint import drop_frozen_weights, restore_frozen_weights
-from peftlab.pruning.reparam import restore_pruning_reparam
+from peftlab.checkpoints.trainable_state import drop_frozen_weights, restore_frozen_weights
+from peftlab.pruning.reparametrization import restore_pruning_reparam
 from peftlab.sharing import FullSharing
 from peftlab.tasks import TaskSpec, parse_task_specs
 from peftlab.weighting import EqualWeighting, Weighting

@@ -1,7 +1,7 @@
 """Pruning a base model that carries peft LoRA adapters: gate pruned units, merge, re-mask.
 
 Masks live on the base ``nn.Linear`` inside each LoRA layer (``base_layer``; see
-:func:`peftlab.pruning.structure.base_linear`). Two things keep pruned weights pruned:
+:func:`peftlab.pruning.unit_groups.base_linear`). Two things keep pruned weights pruned:
 
 * while training, a unit whose base rows are masked would still receive the adapter's update
   ``B·A·x`` on those rows, so it would not be dead and removing it at export would change the
@@ -65,7 +65,7 @@ def merge_and_remask(model: nn.Module, adapter_names: Sequence[str] | None = Non
     """Merge LoRA adapters into their base weights, replace each LoRA layer by its base layer, re-apply masks.
 
     ``adapter_names``: which adapters to merge (None: the active ones, peft's default). Rows the
-    gate zeroed (fully pruned units) are zero after merging too, so :func:`peftlab.pruning.export.compact`
+    gate zeroed (fully pruned units) are zero after merging too, so :func:`peftlab.pruning.compaction.compact`
     removes them with outputs unchanged. Returns how many layers were merged.
     """
     layers = lora_layers(model)

@@ -5,7 +5,7 @@ on every forward and backpropagate through the product (13 % more step time on t
 PEER-FIGURES.md). Here the parameter itself holds the zeros: masks are multiplied in once after
 each optimizer step (one fused ``_foreach_mul_``), and the buffer makes the mask part of every
 ``state_dict``/checkpoint. Checkpoints written with torch.nn.utils.prune masks still load
-(see :mod:`peftlab.pruning.reparam`).
+(see :mod:`peftlab.pruning.reparametrization`).
 
 Gradients are masked too (:func:`mask_gradients`), as torch's reparametrisation does through its
 product: a tensor hook on each pruned parameter multiplies every gradient computed for it —

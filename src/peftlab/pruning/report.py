@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from peftlab.utils.atomic_files import atomic_path
+from peftlab.checkpoints.atomic_files import atomic_path
 
 
 def sparsity_report(prunable: list[tuple[str, torch.Tensor]]) -> dict:

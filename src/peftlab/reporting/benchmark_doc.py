@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from peftlab.utils.atomic_files import write_text_atomic
+from peftlab.checkpoints.atomic_files import write_text_atomic
 
 
 def write_benchmark_section(section: str, text: str, path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peftlab.utils.atomic_files import write_text_atomic
+from peftlab.checkpoints.atomic_files import write_text_atomic
 
 METRICS_FILE = "metrics.json"
 

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from peftlab.reporting.tradeoff_plot import pareto_front, write_tradeoff_plot
-from peftlab.utils.atomic_files import atomic_path, write_text_atomic
+from peftlab.checkpoints.atomic_files import atomic_path, write_text_atomic
 
 NO_METRICS = "no metrics.json: the job did not finish"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from peftlab.utils.atomic_files import atomic_path
+from peftlab.checkpoints.atomic_files import atomic_path
 
 
 def pareto_front(rows: list[dict[str, Any]], cost: str = "nonzero_params") -> list[dict[str, Any]]:

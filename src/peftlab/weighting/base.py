@@ -29,63 +29,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from peftlab.errors import ConfigError
-
-
-def world_size() -> int:
-    """Number of DDP ranks (1 when torch.distributed is not initialised)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    """This process's DDP rank (0 when torch.distributed is not initialised)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """Average ``t`` over DDP ranks (in place, also for a non-contiguous view; a no-op without DDP). Returns ``t``."""
-    n = world_size()
-    if n > 1:
-        _all_reduce_in_place(t)
-        t.div_(n)
-    return t
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over DDP ranks (in place, also for a non-contiguous view; a no-op without DDP). Returns ``t``."""
-    if world_size() > 1:
-        _all_reduce_in_place(t)
-    return t
-
-
-def _all_reduce_in_place(t: torch.Tensor) -> None:
-    # gloo reduces a non-contiguous view (e.g. rows[:, k:]) wrongly and without an error
-    # (measured: rank 1 unchanged, rank 0 scrambled), so reduce a contiguous copy and write it back
-    if t.is_contiguous():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    else:
-        buf = t.contiguous()
-        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-        t.copy_(buf)
-
-
-def check_positive(key: str, value, allow_zero: bool = False) -> float:
-    """``value`` as a float, or a ConfigError naming ``key`` when it is not > 0 (>= 0)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ConfigError(key, f"must be a number {'>=' if allow_zero else '>'} 0; got {value!r}")
-    return float(value)
-
-
-def check_choice(key: str, value, allowed: Sequence[str]) -> str:
-    """``value`` if it is one of ``allowed``, else a ConfigError listing them."""
-    if value not in allowed:
-        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 class Weighting(nn.Module):

@@ -6,7 +6,9 @@ from typing import Sequence
 
 import torch
 
-from peftlab.weighting.base import Weighting, all_reduce_sum, check_positive, rank
+from peftlab.distributed import all_reduce_sum, rank
+from peftlab.weighting.base import Weighting
+from peftlab.validators import check_positive
 
 
 class DWAWeighting(Weighting):

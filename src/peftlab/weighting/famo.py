@@ -6,8 +6,10 @@ from typing import Sequence
 
 import torch
 
-from peftlab.weighting.base import Weighting, all_reduce_mean, check_positive, world_size
-from peftlab.weighting.logits import TaskLogits
+from peftlab.distributed import all_reduce_mean, world_size
+from peftlab.weighting.base import Weighting
+from peftlab.validators import check_positive
+from peftlab.weighting.learned_logits import TaskLogits
 
 
 class FAMOWeighting(Weighting):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from peftlab.batch import call_body, inputs_size
-from peftlab.weighting.base import world_size
+from peftlab.distributed import world_size
 
 if TYPE_CHECKING:
     from peftlab.models.multitask_module import MultiTaskModule

@@ -15,7 +15,7 @@ from torch import nn
 
 from peftlab.batch import call_body, inputs_size
 from peftlab.errors import ConfigError
-from peftlab.weighting.base import all_reduce_mean, all_reduce_sum, world_size
+from peftlab.distributed import all_reduce_mean, all_reduce_sum, world_size
 
 if TYPE_CHECKING:
     from peftlab.models.multitask_module import MultiTaskModule

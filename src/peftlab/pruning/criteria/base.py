@@ -2,7 +2,7 @@
 
 Like torch.nn.utils.prune, a criterion only decides *which* entries to zero; the callback owns
 the schedule and applies the masks. Unstructured criteria score every weight (per layer or
-across layers); structured criteria score whole units (see :mod:`peftlab.pruning.structure`).
+across layers); structured criteria score whole units (see :mod:`peftlab.pruning.unit_groups`).
 Targets never compound: ``sparsity`` is the fraction of all entries that end up zero, and
 entries already pruned stay pruned (they get the lowest score).
 """

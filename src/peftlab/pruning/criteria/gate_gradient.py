@@ -19,7 +19,7 @@ import torch
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria.structured import StructuredL2
-from peftlab.pruning.structure import UnitGroup
+from peftlab.pruning.unit_groups import UnitGroup
 
 
 class GateGradient(StructuredL2):

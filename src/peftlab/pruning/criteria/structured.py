@@ -7,7 +7,7 @@ import torch
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria.base import Criterion, amount_to_k, lowest_k_mask
-from peftlab.pruning.structure import UnitGroup
+from peftlab.pruning.unit_groups import UnitGroup
 
 
 class StructuredL2(Criterion):

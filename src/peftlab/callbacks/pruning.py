@@ -20,8 +20,8 @@ from peftlab.pruning.masks import apply_masks, attach_mask, get_mask, mask_gradi
 from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
 from peftlab.pruning.schedules import Schedule, check_step_or_fraction, to_steps
 from peftlab.pruning.selection import Target, select_targets
-from peftlab.pruning.structure import UnitGroup, find_groups
-from peftlab.utils.eligible_checkpoint import EligibleModelCheckpoint
+from peftlab.pruning.unit_groups import UnitGroup, find_groups
+from peftlab.callbacks.eligible_checkpoint import EligibleModelCheckpoint
 
 KEY = "strategy.pruning"
 
@@ -43,7 +43,7 @@ class PruningCallback(L.Callback):
         best_at_final_sparsity: only let a monitored checkpoint pick a "best" checkpoint once the
             final sparsity is reached (last.ckpt is still written every time); the monitored
             checkpoint callback must then be a
-            :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`, which asks
+            :class:`~peftlab.callbacks.eligible_checkpoint.EligibleModelCheckpoint`, which asks
             :meth:`best_checkpoint_eligible`.
     """
 
@@ -173,7 +173,7 @@ class PruningCallback(L.Callback):
 
     def best_checkpoint_eligible(self, trainer: L.Trainer) -> bool:
         """Whether a monitored checkpoint may rank the current weights as "best" (asked by
-        :class:`~peftlab.utils.eligible_checkpoint.EligibleModelCheckpoint`)."""
+        :class:`~peftlab.callbacks.eligible_checkpoint.EligibleModelCheckpoint`)."""
         return not self.best_at_final_sparsity or self.at_final_sparsity(trainer.global_step)
 
     def at_final_sparsity(self, step: int) -> bool:
@@ -350,7 +350,7 @@ class PruningCallback(L.Callback):
             "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
             "criterion": self.criterion.state_dict(),
             "rewind_weights": self.rewind_weights,
-            # the global RNG (dropout) is checkpointed by peftlab.utils.rng_state.RngStateInCheckpoint,
+            # the global RNG (dropout) is checkpointed by peftlab.callbacks.rng_state.RngStateInCheckpoint,
             # which train.py always adds; the random criterion needs none (seeded by seed and step)
         }
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.masks import remove_masks
-from peftlab.pruning.structure import UnitGroup, find_groups
+from peftlab.pruning.unit_groups import UnitGroup, find_groups
 
 FORMAT = "peftlab-export-v1"
 

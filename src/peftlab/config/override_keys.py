@@ -16,7 +16,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from peftlab.utils.group_options import group_options, parse_overrides
+from peftlab.config.group_options import group_options, parse_overrides
 
 
 def has_key(cfg: DictConfig, key: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from peftlab.utils.run_identity import launch_uid, logger_run_id, run_id, sweep_group
+from peftlab.runs.run_identity import launch_uid, logger_run_id, run_id, sweep_group
 
 
 def _gpus_per_node(accelerator: str, devices) -> int | None:
@@ -39,7 +39,7 @@ def project_root() -> str:
     """
     if os.environ.get(ROOT_ENV):
         return str(Path(os.environ[ROOT_ENV]).expanduser().resolve())
-    repo = Path(__file__).resolve().parents[3]  # <repo>/src/peftlab/utils/resolvers.py
+    repo = Path(__file__).resolve().parents[3]  # <repo>/src/peftlab/config/resolvers.py
     return str(repo if (repo / "configs" / "train.yaml").is_file() else Path.cwd())
 
 

@@ -8,8 +8,8 @@ gone on. This callback only sets a flag in the handler; at the end of the next b
 completed an optimizer step (and is not an epoch's last batch) every rank agrees through one
 small all-reduce, ``last.ckpt`` is written as a step checkpoint would be (exact resume), rank 0
 runs ``scontrol requeue`` and the job waits for SLURM's SIGTERM
-(:mod:`peftlab.utils.slurm_signals` turns it into a quiet exit). The requeued job resumes from its
-run directory (:mod:`peftlab.utils.auto_resume`). ``train.py`` turns Lightning's handler off
+(:mod:`peftlab.runs.slurm_signals` turns it into a quiet exit). The requeued job resumes from its
+run directory (:mod:`peftlab.runs.auto_resume`). ``train.py`` turns Lightning's handler off
 whenever this one is on (:func:`lightning_slurm_plugins`).
 """
 
@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
-from peftlab.utils.step_checkpoint import StepBoundaryCallback
+from peftlab.callbacks.step_checkpoint import StepBoundaryCallback
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from torch import Tensor
 class EligibleModelCheckpoint(ModelCheckpoint):
     """Lightning's :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (same arguments) whose top-k
     ranking skips a save while any callback's ``best_checkpoint_eligible(trainer)`` is False
-    (e.g. :class:`peftlab.pruning.PruningCallback` before its final sparsity)."""
+    (e.g. :class:`peftlab.callbacks.pruning.PruningCallback` before its final sparsity)."""
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: Optional[Tensor] = None) -> bool:
         """Lightning's decision, vetoed while some callback says the weights are not eligible yet."""

@@ -19,7 +19,7 @@ def compose_train_config(overrides: Sequence[str] = (), output_dir: str | Path |
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from peftlab.cli import CONFIG_DIR
+    from peftlab.config import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 
-CHECKPOINT_KEY = "peftlab_config"
+from peftlab.checkpoints.stored_config import CHECKPOINT_KEY
 
 
 class ConfigInCheckpoint(L.Callback):

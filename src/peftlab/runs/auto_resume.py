@@ -1,7 +1,7 @@
 """Auto-resume: a job started into a run directory that already holds its checkpoints continues.
 
 Under SLURM a requeued job (preempted, or at its time limit) gets the same run directory
-(``peftlab/utils/run_identity.py``); this finds ``checkpoints/last.ckpt`` there and resumes from it:
+(``peftlab/runs/run_identity.py``); this finds ``checkpoints/last.ckpt`` there and resumes from it:
 weights, optimizer, LR schedule, pruning masks and schedule, weighting state, RNG states, the
 epoch and the position in it, as any ``ckpt_path=`` resume does. A job whose metrics.json says
 ``completed`` is not run again.
@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE
-from peftlab.utils.checkpoint_mismatch import flatten_config
+from peftlab.checkpoints.mismatch import flatten_config
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -118,7 +118,7 @@ def _earlier_config(metrics_file: Path, last: Path) -> tuple[Path, dict] | None:
     if metrics is not None and isinstance(metrics.get("config"), dict) and metrics.get("status") == "completed":
         return metrics_file, metrics["config"]
     if last.is_file():
-        from peftlab.evaluate import load_training_config  # one line for a truncated or foreign file
+        from peftlab.checkpoints.stored_config import load_training_config  # one line for a truncated or foreign file
 
         try:
             return last, OmegaConf.to_container(load_training_config(str(last)))

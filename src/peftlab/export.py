@@ -1,4 +1,4 @@
-"""Checkpoint → exported file and back: the I/O side of :mod:`peftlab.pruning.export`."""
+"""Checkpoint → exported file and back: the I/O side of :mod:`peftlab.pruning.compaction`."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from torch import nn
 from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
 from peftlab.pruning.lora_merge import merge_and_remask
-from peftlab.pruning.export import FORMAT, compact, dense_state_dict, export_payload, shrink_to
-from peftlab.utils.atomic_files import atomic_path
-from peftlab.utils.checkpoint_loading import check_state_dict_matches, load_checkpoint_safely
+from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
+from peftlab.checkpoints.atomic_files import atomic_path
+from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
 
 
 def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
     """The model a peftlab checkpoint was trained as, with its masks loaded; and its config and datamodule."""
     from peftlab.builders import build_datamodule, build_model
-    from peftlab.evaluate import load_training_config
+    from peftlab.checkpoints.stored_config import load_training_config
 
     cfg = load_training_config(ckpt_path)  # raises ConfigError("ckpt_path", ...) on a bad file
     datamodule = build_datamodule(cfg)
@@ -56,7 +56,7 @@ def _nbytes(obj: Any) -> int:
 @torch.no_grad()
 def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite: bool = False, tolerance: float = 1e-5) -> dict[str, Any]:
     """Export ``ckpt_path`` to ``out``; verify outputs match within ``tolerance``. Returns what was done."""
-    from peftlab.evaluate import load_training_config
+    from peftlab.checkpoints.stored_config import load_training_config
 
     load_training_config(ckpt_path)  # a bad ckpt_path fails first, before anything else is looked at
     out_path = Path(out)

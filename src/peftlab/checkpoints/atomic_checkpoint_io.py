@@ -9,15 +9,15 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from peftlab.utils.atomic_files import atomic_path
-from peftlab.utils.checkpoint_loading import load_checkpoint_safely
+from peftlab.checkpoints.atomic_files import atomic_path
+from peftlab.checkpoints.safe_loading import load_checkpoint_safely
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's :class:`~lightning.pytorch.plugins.io.TorchCheckpointIO` with two changes for local files:
 
     * ``save_checkpoint`` writes ``<dir>/.<name>.*.tmp`` and renames it over the target
-      (:func:`~peftlab.utils.atomic_files.atomic_path`): a job killed while writing ``last.ckpt``
+      (:func:`~peftlab.checkpoints.atomic_files.atomic_path`): a job killed while writing ``last.ckpt``
       leaves the previous ``last.ckpt`` intact;
     * ``load_checkpoint`` (resume, ``trainer.test(ckpt_path=...)``) loads with
       ``weights_only=True`` and turns a missing, truncated or foreign file into one

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-from peftlab.utils.atomic_files import atomic_path
+from peftlab.checkpoints.atomic_files import atomic_path
 
 
 class AlphaTrajectory(L.Callback):

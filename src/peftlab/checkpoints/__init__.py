@@ -1,0 +1,1 @@
+"""Checkpoint files: atomic writes, safe loading, mismatch reports, trainable-only state, the stored config."""
