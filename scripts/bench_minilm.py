@@ -86,11 +86,9 @@ def count(model) -> tuple[int, int, int]:
 def export_in_place(model) -> dict[str, int]:
     """What scripts/export.py does to the weights: merge LoRA (if any) into the masked base, remove pruned units."""
     from peftlab.pruning.compaction import compact
-    from peftlab.export import has_lora
-    from peftlab.pruning.lora_merge import merge_and_remask
+    from peftlab.export import merge_adapters
 
-    if has_lora(model):
-        merge_and_remask(model)
+    merge_adapters(model)
     return compact(model)
 
 

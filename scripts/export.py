@@ -6,6 +6,9 @@ Masks become permanent, pruned neurons/heads are physically removed, and (sparse
 2-D weights that are more than 55 % zeros are stored as CSR with int32 indices so the file
 shrinks (sparse=false: all dense). The script checks that the exported model's outputs equal the masked model's
 (max abs diff <= 1e-5) on test inputs and refuses to overwrite `out` unless overwrite=true.
+Adapters the body can merge (a shared LoRA) are merged into the masked base first; a task_lora
+model (one LoRA per task) is refused: export each task's adapter with
+``peftlab.sharing.task_lora.export_task_adapter``.
 Load the result with ``peftlab.export.load_exported(path)``.
 """
 
@@ -37,6 +40,9 @@ def parse(argv: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return 0
     try:
         args = parse(argv)
         sparse = args.get("sparse", "auto")

@@ -41,6 +41,7 @@ def test_best_checkpoint_waits_for_the_final_sparsity(make_cfg):
     assert step == 20 and sparsity < 0.5  # what the guard prevents: a checkpoint before the final sparsity
 
 
+@pytest.mark.slow
 def test_a_plain_model_checkpoint_is_refused_in_one_line(tmp_path):
     res = run_cli("train.py", *RUN, "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint", log_dir=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]

@@ -19,6 +19,7 @@ def export(*args):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pruning, sparsity", [("neurons", 0.5), ("magnitude", 0.9)])
 def test_export_is_equivalent_and_smaller(make_cfg, tmp_path, pruning, sparsity):
     metrics = train(make_cfg(*CKPT, *SHORT, f"strategy/pruning={pruning}", f"strategy.pruning.final_sparsity={sparsity}", fast=False))
@@ -47,6 +48,7 @@ def test_export_is_equivalent_and_smaller(make_cfg, tmp_path, pruning, sparsity)
         assert out.stat().st_size < 0.6 * dense_copy.stat().st_size  # CSR storage at 90 % zeros
 
 
+@pytest.mark.slow
 def test_bad_ckpt_path_is_one_line_and_overwrites_nothing(tmp_path):
     out = tmp_path / "model.pt"
     out.write_text("keep me")
@@ -62,6 +64,7 @@ def test_bad_ckpt_path_is_one_line_and_overwrites_nothing(tmp_path):
     assert res.returncode == 2 and res.stderr.startswith("error: ckpt_path: is required")
 
 
+@pytest.mark.slow
 def test_existing_out_is_refused_unless_asked(make_cfg, tmp_path):
     metrics = train(make_cfg(*CKPT, *SHORT, fast=False))
     out = tmp_path / "model.pt"
@@ -72,6 +75,7 @@ def test_existing_out_is_refused_unless_asked(make_cfg, tmp_path):
     assert torch.load(out, weights_only=True)["format"] == "peftlab-export-v1"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weighting", ["dwa", "famo"])
 def test_eval_and_export_of_a_weighting_with_extra_state(make_cfg, tmp_path, weighting):
     """DWA's partial sums and FAMO's logits live in ``get_extra_state`` (a dict, not a tensor):

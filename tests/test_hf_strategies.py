@@ -46,7 +46,7 @@ def test_every_weighting_trains_lora_on_pooled_features(make_cfg, bert_dir, weig
     """model=hf puts gradient methods (and GradNorm) in representation mode; every method takes finite steps."""
     cfg = hf_cfg(make_cfg, bert_dir, "strategy=lora_share", f"strategy/weighting={weighting}")
     model = build_model(cfg)
-    if hasattr(model.weighting, "mode"):
+    if model.weighting.needs_task_gradients or model.weighting.uses_shared:  # the methods with a mode argument
         assert model.weighting.mode == "representation"
     adapter_before = [p.detach().clone() for p in model.body.trainable_parameters()]
     trainer = fit_steps(cfg, model)

@@ -72,7 +72,7 @@ def test_task_spec_defaults_and_main_metric():
         {"name": "s", "num_classes": 0, "metric": "spearman", "metrics": ["mse"]},
     ])
     assert (cls.metric, cls.metrics, cls.label, cls.out_dim) == ("acc", ("acc", "f1"), "c", 4)
-    assert (reg.metric, reg.metrics, reg.is_regression, reg.out_dim) == ("r2", ("r2", "mse"), True, 1)
+    assert (reg.metric, reg.metrics, reg.type, reg.out_dim) == ("r2", ("r2", "mse"), "regression", 1)
     assert only_main.metrics == ("spearman", "mse")
 
 

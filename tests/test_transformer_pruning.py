@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from peftlab.errors import ConfigError
 from peftlab.callbacks.pruning import PruningCallback
-from peftlab.pruning.criteria import GateGradient, Heads, Neurons
+from peftlab.errors import ConfigError
+from peftlab.export import merge_adapters
 from peftlab.pruning.compaction import compact, remove_heads
-from peftlab.pruning.lora_merge import merge_and_remask
+from peftlab.pruning.criteria import GateGradient, Heads, Neurons
 from peftlab.pruning.unit_groups import find_groups
+from peftlab.sharing import PeftBody
 
 HEADS = r"attention\.(self\.(query|key|value)|output\.dense)"
 FFN = r"(intermediate|output)\.dense"
@@ -152,8 +153,10 @@ def test_pruning_under_lora_acts_on_base_weights_and_survives_merging(bert_dir):
     torch.manual_seed(4)
     peft_model = get_peft_model(_bert(bert_dir), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "intermediate.dense", "output.dense"], init_lora_weights=False))
     bert, ids = peft_model.base_model.model.eval(), _ids()
-    holder = _holder(bert.encoder)
-    groups = find_groups(holder, "heads") + find_groups(holder, "neurons")
+    bert.encoder.out_dim = 32
+    holder = _holder(PeftBody(bert.encoder, ["t"], [p for p in bert.encoder.parameters() if p.requires_grad]))  # the body says where the adapters are
+    adapters = holder.body.adapter_layers()
+    groups = find_groups(holder, "heads", adapters) + find_groups(holder, "neurons", adapters)
     assert groups and all(n.endswith(".base_layer") for g in groups for n, _ in g.producers if "query" in n or "intermediate" in n)
     # no exclude: peft's lora_A/lora_B layers are never prunable; attach gates the adapters' updates of pruned units
     heads = PruningCallback(criterion=Heads(), scope="body", include=HEADS)
@@ -172,7 +175,7 @@ def test_pruning_under_lora_acts_on_base_weights_and_survives_merging(bert_dir):
         # the adapter (init_lora_weights=False: non-zero B·A) adds nothing to pruned units' rows
         assert bool(dead.any()) and float(seen["query"][..., dead].abs().max()) == 0.0
         assert float(seen["query"][..., ~dead].abs().max()) > 0
-        assert merge_and_remask(peft_model) == 2 * 5
+        assert merge_adapters(holder) == 2 * 5
         query = bert.encoder.layer[0].attention.self.query
         assert isinstance(query, nn.Linear) and torch.equal(query.weight * (1 - query.weight_mask), torch.zeros_like(query.weight))
         merged = bert(ids).last_hidden_state

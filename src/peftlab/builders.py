@@ -105,7 +105,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO(), *lightning_slurm_plugins()]}
     if model is not None and not model.automatic_optimization:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
-        # per-task-gradient step accumulates itself (model.accumulate_grad_batches, wired from the
+        # module's per-task path accumulates itself (model.accumulate_grad_batches, wired from the
         # same trainer.accumulate_grad_batches key), so the Trainer is given 1 on that path.
         overrides["accumulate_grad_batches"] = 1
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)

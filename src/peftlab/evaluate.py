@@ -8,13 +8,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_datamodule, build_model, build_strategy_callbacks, build_trainer
-from peftlab.errors import ConfigError
-from peftlab.reporting import count_parameters, report_run, sharing_comparison
-from peftlab.reporting.run_reports import prunable_from_callbacks
-from peftlab.export import has_lora
-from peftlab.pruning.lora_merge import gate_pruned_lora_rows
 from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.checkpoints.stored_config import load_training_config
+from peftlab.errors import ConfigError
+from peftlab.pruning.adapter_gates import gate_pruned_rows
+from peftlab.reporting import count_parameters, report_run, sharing_comparison
+from peftlab.reporting.run_reports import prunable_from_callbacks
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -25,8 +24,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_cfg = load_training_config(cfg.ckpt_path)
     datamodule = build_datamodule(train_cfg)
     model = build_model(train_cfg)
-    if has_lora(model):  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
-        gate_pruned_lora_rows(model)
+    gate_pruned_rows(model.body.adapter_layers())  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
     checkpoint = load_checkpoint_safely(cfg.ckpt_path, mmap=True)
     model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
     check_state_dict_matches(model, checkpoint["state_dict"], cfg.ckpt_path)

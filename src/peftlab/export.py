@@ -1,4 +1,10 @@
-"""Checkpoint → exported file and back: the I/O side of :mod:`peftlab.pruning.compaction`."""
+"""Checkpoint → exported file and back: the I/O side of :mod:`peftlab.pruning.compaction`.
+
+Adapters are the body's business (``PolicyBody.adapter_layers()``, ``merge_adapters()``): a body
+with adapters (shared LoRA) has them merged into the masked base weights, which are then
+masked again, before pruned units are removed; a body whose adapters cannot merge (task_lora:
+one per task) refuses with a one-line error.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from peftlab.batch import slice_inputs
-from peftlab.errors import ConfigError
-from peftlab.pruning.lora_merge import merge_and_remask
-from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.checkpoints.atomic_files import atomic_path
 from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
+from peftlab.errors import ConfigError
+from peftlab.pruning.adapter_gates import gate_pruned_rows
+from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
+from peftlab.pruning.masks import reapply_masks
 
 
 def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
@@ -30,16 +37,17 @@ def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
     model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
     check_state_dict_matches(model, checkpoint["state_dict"], ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
-    if has_lora(model):  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
-        from peftlab.pruning.lora_merge import gate_pruned_lora_rows
-
-        gate_pruned_lora_rows(model)
+    gate_pruned_rows(model.body.adapter_layers())  # as in training: an adapter adds nothing to a pruned unit (PruningCallback.attach gates it)
     return model.eval(), cfg, datamodule
 
 
-def has_lora(model: nn.Module) -> bool:
-    """Whether ``model`` carries peft LoRA layers (checked by name: peft need not be installed)."""
-    return any(n.rsplit(".", 1)[-1] == "lora_A" for n, _ in model.named_modules())
+def merge_adapters(model: nn.Module) -> int:
+    """Merge the body's adapters into its (masked) base weights and mask them again; returns how many
+    layers were merged (0 without adapters). Raises ConfigError for adapters that cannot merge (task_lora)."""
+    merged = model.body.merge_adapters()
+    if merged:
+        reapply_masks(model)
+    return merged
 
 
 def _sample_inputs(datamodule, n: int = 256) -> torch.Tensor:
@@ -68,10 +76,7 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     x = _sample_inputs(datamodule)
     reference = model(x)
     params_before = sum(p.numel() for p in model.parameters())
-    if getattr(model.body, "routes_by_task", False):  # task_lora: one adapter per task cannot merge into one shared base
-        raise ConfigError("ckpt_path", "a task_lora model has one LoRA per task on a shared base, which cannot merge into one model; "
-                          "export each task's adapter with peftlab.sharing.task_lora.export_task_adapter (PeftModel loads it)")
-    merged = merge_and_remask(model) if has_lora(model) else 0  # shared LoRA: merge into the masked base, re-mask, then remove units
+    merged = merge_adapters(model)  # shared LoRA: merge into the masked base, re-mask, then remove units (task_lora: refused)
     removed = compact(model)
     exported = model(x)
     diff = max(float((reference[k] - exported[k]).abs().max()) for k in reference)
@@ -107,8 +112,8 @@ def load_exported(path: str) -> nn.Module:
         raise ConfigError("path", f"{path} is not a peftlab export (format {fmt!r})")
     cfg = OmegaConf.create(payload["config"])
     model = build_model(cfg)
-    if payload.get("merged_lora"):  # exported with its LoRA merged: rebuild the same plain layers
-        merge_and_remask(model)
+    if payload.get("merged_lora"):  # exported with its adapters merged: rebuild the same plain layers
+        merge_adapters(model)
     state = dense_state_dict(payload["state_dict"])
     shrink_to(model, state)
     model.load_state_dict(state)

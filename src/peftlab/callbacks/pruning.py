@@ -1,5 +1,11 @@
-"""The pruning callback: selects prunable weights, follows a schedule in optimizer steps (or
-fractions of the run), keeps masks as buffers, checkpoints its own state, and reports sparsity."""
+"""The pruning callback: follows a schedule in optimizer steps (or fractions of the run) through
+Lightning's hooks, and checkpoints and reports it.
+
+What is pruned and how masks are computed is :class:`peftlab.pruning.pruned_weights.PrunedWeights`'s;
+where the schedule stands is :class:`peftlab.pruning.progress.ScheduleProgress`'s. Adapters are
+asked of the model's body (``PolicyBody.adapter_layers()``/``adapter_modules()``): their own
+layers are never pruned, and their update of a pruned unit is zeroed.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,24 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 
+from peftlab.callbacks.eligible_checkpoint import EligibleModelCheckpoint
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
-from peftlab.pruning.criteria.structured import units_to_drop
-from peftlab.pruning.masks import apply_masks, attach_mask, get_mask, mask_gradients
-from peftlab.pruning.report import ranks_agree, sparsity_report, write_sparsity_plot
+from peftlab.pruning.progress import ScheduleProgress
+from peftlab.pruning.pruned_weights import PrunedWeights
+from peftlab.pruning.report import schedule_report
 from peftlab.pruning.schedules import Schedule, check_step_or_fraction, to_steps
-from peftlab.pruning.selection import Target, select_targets
-from peftlab.pruning.unit_groups import UnitGroup, find_groups
-from peftlab.callbacks.eligible_checkpoint import EligibleModelCheckpoint
+from peftlab.pruning.selection import Target
+from peftlab.pruning.unit_groups import UnitGroup
+from peftlab.sharing.base import PolicyBody
 
 KEY = "strategy.pruning"
+
+
+def body_of(model: nn.Module) -> PolicyBody | None:
+    """The model's sharing-policy body (what adapters are asked of), or None (a plain network)."""
+    body = getattr(model, "body", None)
+    return body if isinstance(body, PolicyBody) else None
 
 
 class PruningCallback(L.Callback):
@@ -73,88 +86,40 @@ class PruningCallback(L.Callback):
             self._check_rewind(rewind_step, self.schedule.end_step)
         self.rewind_step = self.rewind_bound = rewind_step
         self.best_at_final_sparsity = best_at_final_sparsity
-        # state (checkpointed)
-        self.last_update_step = -1
-        self.restored_schedule: dict[str, int] | None = None  # the checkpoint's resolved start/end steps
-        self.resume_floor = -1.0  # after a resume under another budget: sparsity never goes below this
-        self.final_applied = False  # masks computed for final_sparsity (checkpointed)
-        self.current_sparsity = 0.0
-        self.history: list[tuple[int, float]] = []
-        self.rewind_weights: list[torch.Tensor] | None = None
-        # wiring (rebuilt on setup)
-        self.targets: list[Target] = []
-        self.groups: list[UnitGroup] = []
-        self.masked: list[tuple[nn.Module, str]] = []
-        self.gradient_hooks: list[torch.utils.hooks.RemovableHandle] = []
-        self._covered: set[str] | None = None  # structured, include null: the selected weights unit groups cover
-        self._lora_gates: list = []
+        self.progress = ScheduleProgress()  # checkpointed
+        self.weights = PrunedWeights(self.criterion, self.selection, KEY)  # rebuilt on setup
 
     # ------------------------------------------------------------ wiring
+    @property
+    def targets(self) -> list[Target]:
+        """The prunable weights (after :meth:`attach`)."""
+        return self.weights.targets
+
+    @property
+    def groups(self) -> list[UnitGroup]:
+        """The unit groups a structured criterion prunes (after :meth:`attach`)."""
+        return self.weights.groups
+
+    @property
+    def masked(self) -> list[tuple[nn.Module, str]]:
+        """Every masked ``(module, attr)`` (targets, and structured producers' biases)."""
+        return self.weights.masked
+
+    @property
+    def current_sparsity(self) -> float:
+        """The sparsity measured at the last mask update."""
+        return self.progress.current_sparsity
+
     def prunable_parameters(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         """(name, effective weight) of every prunable weight: what ``params.sparsity`` counts."""
-        out = []
-        for t in select_targets(model, key=KEY, **self.selection):
-            if self._covered is not None and t.name not in self._covered:
-                continue
-            mask = get_mask(t.module, t.attr)
-            out.append((t.name, t.tensor.detach() * mask if mask is not None else t.tensor.detach()))
-        return out
+        body = body_of(model)
+        return self.weights.prunable_parameters(model, body.adapter_modules() if body else ())
 
     def attach(self, model: nn.Module) -> None:
         """Select what is prunable and give it mask buffers (kept if a checkpoint already loaded some)."""
-        if self.criterion.structured and not find_groups(model, self.criterion.unit):
-            try:  # the model has no units of that kind: say so, naming the selected layer types
-                self.targets = select_targets(model, key=KEY, **self.selection)
-            except ConfigError:
-                self.targets = []
-            self._groups(model)  # raises
-        self.targets = select_targets(model, key=KEY, **self.selection)
-        if self.criterion.structured:
-            self.groups = self._groups(model)  # may narrow self.targets (include null)
-        pairs: list[tuple[nn.Module, str]] = [(t.module, t.attr) for t in self.targets]
-        if self.criterion.structured:
-            for g in self.groups:
-                units_to_drop(g, self.schedule.final_sparsity)  # e.g. all heads of a layer: one-line error now, not mid-run
-                pairs += [(lin, "weight") for _, lin in g.producers] + [(lin, "bias") for _, lin in g.producers if lin.bias is not None]
-        seen, self.masked = set(), []
-        for handle in self.gradient_hooks:  # attached again (a second fit): one hook per parameter
-            handle.remove()
-        self.gradient_hooks = []
-        for module, attr in pairs:
-            if (id(module), attr) not in seen:
-                seen.add((id(module), attr))
-                attach_mask(module, attr)
-                self.masked.append((module, attr))
-                handle = mask_gradients(module, attr)
-                if handle is not None:
-                    self.gradient_hooks.append(handle)
-        for handle in self._lora_gates:
-            handle.remove()
-        if any(n.rsplit(".", 1)[-1] == "lora_A" for n, _ in model.named_modules()):  # peft LoRA present
-            from peftlab.pruning.lora_merge import gate_pruned_lora_rows
-
-            self._lora_gates = gate_pruned_lora_rows(model)  # an adapter's update of a pruned unit is zeroed too
-
-    def _groups(self, model: nn.Module) -> list[UnitGroup]:
-        """Unit groups whose producers are all selected; selected layers no group covers are an error."""
-        unit = self.criterion.unit
-        selected = {t.name: t for t in self.targets}
-        groups = [g for g in find_groups(model, unit) if all(f"{n}.weight" in selected for n, _ in g.producers)]
-        covered = {f"{n}.weight" for g in groups for n, _ in g.producers + g.consumers}
-        bad = [f"{t.name} ({type(t.module).__name__})" for t in self.targets if t.name not in covered or not isinstance(t.module, nn.Linear)]
-        if groups and bad and self.selection["include"] is None:
-            # no include given: prune the units found (BERT FFNs: intermediate.dense rows + output.dense
-            # columns) and leave the layers no group covers (attention, pooler) dense
-            self.targets = [t for t in self.targets if t.name in covered and isinstance(t.module, nn.Linear)]
-            self._covered, bad = {t.name for t in self.targets}, []
-        if not groups or bad:
-            what = "BERT-style self-attention (query/key/value + output.dense)" if unit == "heads" else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
-            raise ConfigError(
-                f"{KEY}.criterion",
-                f"structured pruning of {unit} handles {what}; it can't handle {', '.join(bad[:3]) or 'any selected layer'} "
-                f"— narrow {KEY}.include/module_types or use an unstructured criterion",
-            )
-        return groups
+        body = body_of(model)
+        adapters, own = (body.adapter_layers(), body.adapter_modules()) if body else ((), ())
+        self.weights.attach(model, adapters, own, self.schedule.final_sparsity)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""
@@ -178,7 +143,7 @@ class PruningCallback(L.Callback):
 
     def at_final_sparsity(self, step: int) -> bool:
         """Whether the schedule is finished (masks at final sparsity) after ``step`` optimizer steps."""
-        return step >= self.schedule.end_step and self.last_update_step >= self.schedule.end_step
+        return step >= self.schedule.end_step and self.progress.last_update_step >= self.schedule.end_step
 
     # ------------------------------------------------------------- hooks
     @staticmethod
@@ -204,7 +169,14 @@ class PruningCallback(L.Callback):
         """Turn fractions into steps of this run, check the schedule fits, apply the (restored) masks."""
         total = self.run_optimizer_steps(trainer, pl_module)
         self.schedule.resolve(total)
-        self._follow_new_budget()
+        moved = self.progress.follow_new_budget(self.schedule)
+        if moved is not None:
+            (before, now), sparsity = moved, self.progress.current_sparsity
+            rank_zero_info(
+                f"trainer budget changed since the checkpoint: {KEY} schedule now follows the new budget "
+                f"(start_step {before['start_step']} -> {now['start_step']}, end_step {before['end_step']} -> {now['end_step']}); "
+                f"sparsity stays at {sparsity:.3f} until the new schedule passes it"
+            )
         if self.rewind_bound is not None:
             self.rewind_step = to_steps(self.rewind_bound, total, f"{KEY}.rewind_step")
             self._check_rewind(self.rewind_step, self.schedule.end_step)
@@ -215,9 +187,9 @@ class PruningCallback(L.Callback):
                 f"{self.schedule.final_sparsity - shortfall:.3f} before end_step={self.schedule.end_step}; the update at end_step jumps to "
                 f"final_sparsity={self.schedule.final_sparsity} (raise amount or lower every_n_steps for an even ramp)"
             )
-        if self.rewind_step == 0 and self.rewind_weights is None and trainer.global_step == 0:
-            self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
-        apply_masks(self.masked)
+        if self.rewind_step == 0 and self.progress.rewind_weights is None and trainer.global_step == 0:
+            self.progress.rewind_weights = self.weights.snapshot()
+        self.weights.apply()
         self.mask_optimizer_state(trainer.optimizers)  # (a checkpoint written before gradients were masked)
         self._maybe_update(trainer, pl_module, trainer.global_step)  # e.g. one_shot at step 0
 
@@ -228,110 +200,41 @@ class PruningCallback(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Re-zero pruned weights after the optimizer step; update masks on schedule steps."""
-        apply_masks(self.masked)
+        self.weights.apply()
         step = trainer.global_step
-        if self.rewind_step is not None and step == self.rewind_step and self.rewind_weights is None:
-            self.rewind_weights = [t.tensor.detach().clone() for t in self.targets]
+        if self.rewind_step is not None and step == self.rewind_step and self.progress.rewind_weights is None:
+            self.progress.rewind_weights = self.weights.snapshot()
         self._maybe_update(trainer, pl_module, step)
 
-    def _follow_new_budget(self) -> None:
-        """After a resume: say so when the run's budget moved the schedule (fractions of the run re-resolved).
-
-        The schedule continues from where training stands under the new budget; a target below the
-        sparsity already reached (a longer run moves end_step later) keeps the masks as they are
-        instead of reviving pruned weights, until the new schedule passes that sparsity.
-        """
-        restored, self.restored_schedule = self.restored_schedule, None
-        now = {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step}
-        if restored is None or restored == now:
-            return
-        self.resume_floor = self.current_sparsity
-        rank_zero_info(
-            f"trainer budget changed since the checkpoint: {KEY} schedule now follows the new budget "
-            f"(start_step {restored['start_step']} -> {now['start_step']}, end_step {restored['end_step']} -> {now['end_step']}); "
-            f"sparsity stays at {self.current_sparsity:.3f} until the new schedule passes it"
-        )
-
     def _maybe_update(self, trainer, pl_module, step: int) -> None:
-        # resumed under a shorter budget, past the new end_step: go to final sparsity now
-        overdue = step > self.schedule.end_step and not self.final_applied
-        if step <= self.last_update_step or not (self.schedule.is_update_step(step) or overdue):
+        target = self.progress.due_target(self.schedule, step)
+        if target is None:
             return
-        target = self.schedule.sparsity_at(step)
-        if target <= self.resume_floor and target < self.schedule.final_sparsity:
-            return  # resumed under a longer budget: never un-prune (see _follow_new_budget)
-        self.final_applied = target >= self.schedule.final_sparsity
+        progress = self.progress
+        progress.final_applied = target >= self.schedule.final_sparsity
         self.update_masks(target, step)
         if trainer is not None:
             self.mask_optimizer_state(trainer.optimizers)
-        self.last_update_step = step
-        self.history.append((step, self.current_sparsity))
-        if step >= self.schedule.end_step and self.rewind_weights is not None:
-            with torch.no_grad():
-                for t, w in zip(self.targets, self.rewind_weights):
-                    t.tensor.copy_(w * get_mask(t.module, t.attr))
+        progress.last_update_step = step
+        progress.history.append((step, progress.current_sparsity))
+        if step >= self.schedule.end_step and progress.rewind_weights is not None:
+            self.weights.rewind(progress.rewind_weights)
         if trainer is not None and rank_zero_only.rank == 0:
             for lg in trainer.loggers:  # straight to the loggers: no per-step self.log cost
-                lg.log_metrics({"pruning/sparsity": self.current_sparsity, "pruning/target_sparsity": target}, step=step)
+                lg.log_metrics({"pruning/sparsity": progress.current_sparsity, "pruning/target_sparsity": target}, step=step)
 
-    @torch.no_grad()
     def update_masks(self, sparsity: float, step: int = 0) -> None:
         """Recompute every mask for ``sparsity`` and zero the pruned entries (usable without a Trainer)."""
-        if self.criterion.structured:
-            new = self._structured_masks(sparsity)
-            for (module, attr), mask in new.items():
-                get_mask(module, attr).copy_(mask)
-        else:
-            for t, mask in zip(self.targets, self.criterion.compute_masks(self.targets, sparsity, step)):
-                get_mask(t.module, t.attr).copy_(mask)
-        apply_masks(self.masked)
-        self.current_sparsity = self.measured_sparsity()
+        self.weights.update(sparsity, step)
+        self.progress.current_sparsity = self.measured_sparsity()
 
-    @torch.no_grad()
     def mask_optimizer_state(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        """Zero the optimizer's per-entry state (Adam's moments, SGD's momentum) of pruned entries.
-
-        Gradients of pruned entries are masked, so their state stays zero once it is zero; this
-        clears what a weight accumulated before it was pruned, so a pruned weight gets no
-        update from its old momentum either.
-        """
-        for optimizer in optimizers:
-            for module, attr in self.masked:
-                param = getattr(module, attr)
-                state = optimizer.state.get(param, {})
-                for value in state.values():
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        value.mul_(get_mask(module, attr).to(value.dtype))
-
-    def _structured_masks(self, sparsity: float) -> dict[tuple[nn.Module, str], torch.Tensor]:
-        current = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]
-        keeps = self.criterion.unit_keep(self.groups, sparsity, current)
-        selected = {id(t.module) for t in self.targets if t.attr == "weight"}
-        new: dict[Any, torch.Tensor] = {}
-
-        def mul(module, attr, factor):
-            key = (module, attr)
-            base = new.get(key, torch.ones_like(getattr(module, attr)))
-            new[key] = base * factor
-
-        for g, keep in zip(self.groups, keeps):
-            rows = g.row_keep(keep)
-            for _, lin in g.producers:
-                mul(lin, "weight", rows[:, None])
-                if lin.bias is not None:
-                    mul(lin, "bias", rows)
-            for _, lin in g.consumers:
-                if id(lin) in selected:
-                    mul(lin, "weight", rows[None, :])
-        return {k: v for k, v in new.items() if get_mask(*k) is not None}
+        """Zero the optimizer's per-entry state (Adam's moments, SGD's momentum) of pruned entries."""
+        self.weights.mask_optimizer_state(optimizers)
 
     def measured_sparsity(self) -> float:
         """Zeros / entries over the prunable weights (structured: fraction of units removed)."""
-        if self.criterion.structured:
-            units = [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in self.groups]
-            return float(sum(int((u == 0).sum()) for u in units) / max(1, sum(u.numel() for u in units)))
-        zeros = sum(int((t.tensor == 0).sum()) for t in self.targets)
-        return zeros / max(1, sum(t.tensor.numel() for t in self.targets))
+        return self.weights.measured_sparsity()
 
     # ------------------------------------------------------------- state
     @property
@@ -341,49 +244,17 @@ class PruningCallback(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Schedule position, history, criterion state (movement scores) and the rewind snapshot."""
-        return {
-            "last_update_step": self.last_update_step,
-            "current_sparsity": self.current_sparsity,
-            "history": list(self.history),
-            "final_applied": self.final_applied,
-            "resume_floor": self.resume_floor,
-            "schedule": {"start_step": self.schedule.start_step, "end_step": self.schedule.end_step},
-            "criterion": self.criterion.state_dict(),
-            "rewind_weights": self.rewind_weights,
-            # the global RNG (dropout) is checkpointed by peftlab.callbacks.rng_state.RngStateInCheckpoint,
-            # which train.py always adds; the random criterion needs none (seeded by seed and step)
-        }
+        return self.progress.state_dict(self.schedule, self.criterion)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (masks themselves come back with the model's buffers)."""
-        self.last_update_step = state["last_update_step"]
-        self.current_sparsity = state["current_sparsity"]
-        self.history = [tuple(h) for h in state["history"]]
-        self.criterion.load_state_dict(state["criterion"])
-        self.rewind_weights = state.get("rewind_weights")
-        self.restored_schedule = state.get("schedule")
-        self.resume_floor = state.get("resume_floor", -1.0)
-        self.final_applied = state.get("final_applied", self.last_update_step >= state["schedule"]["end_step"])
-
-    def _resolved(self) -> bool:
-        return all(isinstance(v, int) for v in (self.schedule.start_step, self.schedule.end_step, self.schedule.every_n_steps))
+        self.progress.load_state_dict(state, self.criterion)
 
     # ------------------------------------------------------------ report
     def run_report(self, model: nn.Module, run_dir: Path) -> dict[str, Any]:
         """Per-layer sparsity, unit sparsity, schedule history, rank agreement and a bar-chart PNG."""
-        report = sparsity_report(self.prunable_parameters(model))
-        if self.criterion.structured and self.groups:
-            report["unit_sparsity"] = self.measured_sparsity()
-        report.update(
-            criterion=self.criterion.name,
-            schedule=self.schedule.kind,
-            final_sparsity_target=self.schedule.final_sparsity,
-            history=[list(h) for h in self.history],
-            ranks_agree=ranks_agree([get_mask(m, a) for m, a in self.masked]),
+        unit = self.measured_sparsity() if self.criterion.structured and self.groups else None
+        return schedule_report(
+            self.prunable_parameters(model), self.criterion.name, self.schedule, self.progress.history, self.weights.masks(), run_dir,
+            unit_sparsity=unit, write_plot=rank_zero_only.rank == 0,
         )
-        plot = Path(run_dir) / "sparsity_per_layer.png"
-        if rank_zero_only.rank == 0:
-            last = max([self.schedule.end_step] + [h[0] for h in self.history])
-            target = [(t, self.schedule.sparsity_at(t)) for t in range(0, last + 1)] if self._resolved() else None
-            write_sparsity_plot(report["layers"], plot, history=self.history, target=target)
-        return {"pruning": report, "sparsity_plot": str(plot)}

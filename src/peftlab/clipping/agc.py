@@ -6,7 +6,8 @@ from typing import Sequence
 
 import torch
 
-from peftlab.clipping.base import Clipping, positive
+from peftlab.clipping.base import Clipping
+from peftlab.validators import check_positive
 from peftlab.errors import ConfigError
 
 
@@ -28,8 +29,8 @@ class AGCClipping(Clipping):
 
     def __init__(self, clipping: float = 0.01, eps: float = 1e-3, exclude: Sequence[str] = ("heads.",), max_bad_steps: int = 5):
         super().__init__(max_bad_steps)
-        self.clipping = positive("strategy.clipping.clipping", clipping)
-        self.eps = positive("strategy.clipping.eps", eps)
+        self.clipping = check_positive("strategy.clipping.clipping", clipping)
+        self.eps = check_positive("strategy.clipping.eps", eps)
         if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
             raise ConfigError("strategy.clipping.exclude", f"must be a list of parameter-name prefixes; got {exclude!r}")
         self.exclude = tuple(exclude)

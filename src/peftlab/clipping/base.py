@@ -15,12 +15,19 @@ import lightning as L
 import torch
 from torch.optim import Optimizer
 
-from peftlab.errors import ConfigError
+from peftlab.validators import check_int
 
 
 def grads_of(optimizer: Optimizer) -> list[torch.Tensor]:
     """The gradients the optimizer is about to use."""
     return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+def drop_grads(optimizer: Optimizer) -> None:
+    """Set every gradient the optimizer holds to None: nothing reaches the weights (AdamW skips parameters without one)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 def global_norm(grads: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -41,13 +48,15 @@ class Clipping:
     """
 
     name = "base"
-    #: True when the policy clips each task's gradient before combining (needs per-task gradients).
-    per_task = False
+    #: True when the policy clips each task's gradient before the tasks are combined, in
+    #: :meth:`clip_rows` (the module then takes per-task gradients). Default: False.
+    per_task: bool = False
+    #: Consecutive non-finite steps the non-finite guard skips before it stops the run
+    #: (``strategy.clipping.max_bad_steps``). Default: 5.
+    max_bad_steps: int = 5
 
     def __init__(self, max_bad_steps: int = 5):
-        if not isinstance(max_bad_steps, int) or isinstance(max_bad_steps, bool) or max_bad_steps < 1:
-            raise ConfigError("strategy.clipping.max_bad_steps", f"must be an integer >= 1; got {max_bad_steps!r}")
-        self.max_bad_steps = max_bad_steps
+        self.max_bad_steps = check_int("strategy.clipping.max_bad_steps", max_bad_steps, minimum=1)
 
     def clip(self, module: L.LightningModule, optimizer: Optimizer) -> None:
         """Clip the gradients in place."""
@@ -58,9 +67,6 @@ class Clipping:
         need it override this to skip a second pass over the gradients)."""
         self.clip(module, optimizer)
 
-
-def positive(key: str, value) -> float:
-    """``value`` as float, or a ConfigError naming ``key`` unless it is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
-        raise ConfigError(key, f"must be a finite number > 0; got {value!r}")
-    return float(value)
+    def clip_rows(self, rows: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Clip each task's gradient row ([T, P], multiplied by ``scale``) in place (policies with :attr:`per_task`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not clip per-task gradients")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
 from peftlab.distributed import all_reduce_sum, world_size
 
 log = logging.getLogger(__name__)
+
+
+def zero_loss(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """0 through every parameter that requires grad: what a skipped step backpropagates under DDP, where
+    Lightning refuses a ``None`` loss (every rank runs the same backward and all-reduce); it adds to no gradient."""
+    return torch.stack([(p * 0).sum() for p in parameters if p.requires_grad]).sum()
 
 
 class NonFiniteError(RuntimeError):
@@ -43,6 +49,13 @@ class NonFiniteGuard:
         flags[index] = (~torch.isfinite(values)).float()
         all_reduce_sum(flags)  # a task bad on any rank is bad everywhere: all ranks skip together
         return [n for n, f in zip(self.task_names, flags.tolist()) if f > 0]
+
+    def skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
+        """Record (and return) whether any task's loss is NaN/Inf on any rank, so that every rank skips the step."""
+        bad = self.bad_loss_tasks(losses)
+        if bad:
+            self.record_bad("loss", bad)
+        return bool(bad)
 
     def record_bad(self, what: str, tasks: Sequence[str], key: str = "strategy.clipping.max_bad_steps") -> None:
         """Count one skipped step; raise when the limit of consecutive ones is reached."""

@@ -2,7 +2,8 @@
 
 import torch
 
-from peftlab.clipping.base import Clipping, positive
+from peftlab.clipping.base import Clipping
+from peftlab.validators import check_positive
 
 
 class NormClipping(Clipping):
@@ -16,7 +17,7 @@ class NormClipping(Clipping):
 
     def __init__(self, max_norm: float = 1.0, max_bad_steps: int = 5):
         super().__init__(max_bad_steps)
-        self.max_norm = positive("strategy.clipping.max_norm", max_norm)
+        self.max_norm = check_positive("strategy.clipping.max_norm", max_norm)
 
     def clip(self, module, optimizer) -> None:
         """Clip by global norm."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from peftlab.clipping.base import Clipping, positive
+from peftlab.clipping.base import Clipping
+from peftlab.validators import check_positive
 
 
 class PerTaskClipping(Clipping):
@@ -23,7 +24,7 @@ class PerTaskClipping(Clipping):
 
     def __init__(self, max_norm: float = 1.0, max_bad_steps: int = 5):
         super().__init__(max_bad_steps)
-        self.max_norm = positive("strategy.clipping.max_norm", max_norm)
+        self.max_norm = check_positive("strategy.clipping.max_norm", max_norm)
 
     def clip_rows(self, rows: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """Scale each row (one task's flat gradient, multiplied by ``scale``) to norm ≤ max_norm, in place."""

@@ -2,7 +2,8 @@
 
 import torch
 
-from peftlab.clipping.base import Clipping, positive
+from peftlab.clipping.base import Clipping
+from peftlab.validators import check_positive
 
 
 class ValueClipping(Clipping):
@@ -12,7 +13,7 @@ class ValueClipping(Clipping):
 
     def __init__(self, clip_value: float = 0.5, max_bad_steps: int = 5):
         super().__init__(max_bad_steps)
-        self.clip_value = positive("strategy.clipping.clip_value", clip_value)
+        self.clip_value = check_positive("strategy.clipping.clip_value", clip_value)
 
     def clip(self, module, optimizer) -> None:
         """Clamp each gradient entry."""

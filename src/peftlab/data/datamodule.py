@@ -46,7 +46,7 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     Args:
         source: the shared source (serves every task without an entry in ``sources``).
-        tasks: task specs (mappings with name, label, num_classes, metric, metrics).
+        tasks: task specs (mappings with name, label, type, num_classes, metric, metrics).
         sources: ``{task name: source}`` for tasks with data of their own.
         mode: ``joint`` or ``mixed``.
         sampling, temperature: how mixed mode draws tasks.

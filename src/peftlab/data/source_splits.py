@@ -32,7 +32,8 @@ def load_source_splits(
     table is passed through ``prepare`` (tokenisation), its labels checked, and reshaped to one
     column per task of ``tasks`` (NaN for the tasks of other sources); rows labelled for none of
     the source's tasks are dropped. Splits are seeded, and stratified by the source's
-    ``stratify_label`` or, for a task's own classification source, by its labels.
+    ``stratify_label`` or, for a task's own source, by its labels when its task type stratifies
+    (classification).
     """
     loaded = source.load()
     given = dict(loaded) if isinstance(loaded, Mapping) else {}
@@ -67,20 +68,19 @@ def _task_columns(key: str, split: str, table: LabelledTable, tasks: Sequence[Ta
     columns = {t.name: torch.full((n,), float("nan")) for t in tasks}
     if strat is not None and strat in table.labels:
         columns[STRATIFY] = table.labels[strat]
-    elif strat is None and len(task_ids) == 1 and not tasks[task_ids[0]].is_regression:
+    elif strat is None and len(task_ids) == 1 and tasks[task_ids[0]].task_type.stratify:
         columns[STRATIFY] = _label_column(key, table, tasks, task_ids[0])
     for i in task_ids:
         task = tasks[i]
         column = _label_column(key, table, tasks, i)
-        if not task.is_regression:
-            bad = ~column.isnan() & ((column != column.round()) | (column < 0) | (column >= task.num_classes))
-            if bool(bad.any()):
-                row = int(torch.nonzero(bad)[0])
-                raise ConfigError(
-                    f"data.tasks[{i}].num_classes",
-                    f"labels of task {task.name!r} must be integers in [0, {task.num_classes}); {key} ({split} split) row {row + 1} has {column[row].item():g}",
-                )
-        columns[task.name] = column.float()
+        problem = task.task_type.check_labels(column, task)
+        if problem is not None:
+            row, field, rule = problem
+            raise ConfigError(
+                f"data.tasks[{i}].{field}",
+                f"labels of task {task.name!r} must be {rule}; {key} ({split} split) row {row + 1} has {column[row].item():g}",
+            )
+        columns[task.name] = task.task_type.label_column(column)
     labelled = torch.stack([columns[tasks[i].name] for i in task_ids], 1).isnan().logical_not().any(1)
     table = LabelledTable(table.x, columns)
     return table if bool(labelled.all()) else table.subset(torch.nonzero(labelled).flatten())

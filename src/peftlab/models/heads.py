@@ -11,15 +11,15 @@ from peftlab.tasks import TaskSpec
 
 
 class TaskHeads(nn.Module):
-    """A linear head per task on top of that task's features.
+    """A head per task on top of that task's features, made by the task's type.
 
     ``forward(features)`` takes ``{task: [B, in_dim]}`` and returns ``{task: [B, out_dim]}``
-    (class logits, or one value for regression tasks).
+    (class logits, or one value for regression tasks: see :class:`~peftlab.tasks.TaskType`).
     """
 
     def __init__(self, tasks: Sequence[TaskSpec], in_dim: int):
         super().__init__()
-        self.heads = nn.ModuleDict({t.name: nn.Linear(in_dim, t.out_dim) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: t.task_type.make_head(in_dim, t) for t in tasks})
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Apply each task's head to its features."""

@@ -1,13 +1,15 @@
 """MultiTaskModule: shared body → per-task heads → per-task losses → weighting → clipping.
 
 The body comes from the sharing policy (``strategy/sharing``), which also says what trains.
-One step object runs each training step (:mod:`peftlab.models.steps`), chosen from the
-weighting and clipping:
+:meth:`MultiTaskModule.training_step` takes one of two paths, chosen from the capability flags
+the weighting and clipping declare (``needs_task_gradients``, ``per_task``):
 
-* loss-based weighting: :class:`~peftlab.models.steps.AutomaticStep` (Lightning's automatic
-  optimisation, one backward of the combined loss);
-* gradient-based weighting or per-task clipping: :class:`~peftlab.models.steps.PerTaskGradientStep`
-  (manual optimisation, one gradient per task, its own gradient accumulation).
+* loss-based weighting: Lightning's automatic optimisation, one backward of the combined loss
+  (:func:`~peftlab.models.weighted_loss.weighted_loss`);
+* gradient-based weighting or per-task clipping: manual optimisation; the plain function
+  :func:`~peftlab.models.per_task_backward.per_task_backward` takes one gradient per task, lets the
+  weighting combine them and writes ``.grad``; the module keeps the non-finite guard, logging,
+  the optimizer and its own gradient accumulation windows.
 
 Both paths run the non-finite guard and ``strategy/clipping`` right before the optimizer step,
 after mixed-precision unscaling, and log ``train/grad_norm`` / ``train/grad_norm_clipped``.
@@ -20,20 +22,22 @@ from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from peftlab.batch import Inputs, call_body
-from peftlab.clipping import Clipping, NoClipping, global_norm, grads_of
-from peftlab.clipping.guard import NonFiniteGuard
+from peftlab.batch import Inputs, call_body, inputs_size
+from peftlab.clipping import Clipping, NoClipping, drop_grads, global_norm, grads_of
+from peftlab.clipping.guard import NonFiniteGuard, zero_loss
+from peftlab.distributed import world_size
 from peftlab.errors import ConfigError
 from peftlab.models.heads import TaskHeads
-from peftlab.models.steps import AutomaticStep, PerTaskGradientStep
+from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, per_task_backward
+from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.checkpoints.trainable_state import drop_frozen_weights, restore_frozen_weights
 from peftlab.pruning.reparametrization import restore_pruning_reparam
 from peftlab.sharing import FullSharing
 from peftlab.tasks import TaskSpec, parse_task_specs
+from peftlab.validators import check_int
 from peftlab.weighting import EqualWeighting, Weighting
 
 
@@ -74,14 +78,13 @@ class MultiTaskModule(L.LightningModule):
         self.weighting = weighting or EqualWeighting()
         self.weighting.setup(self.task_names)
         self.clipping = clipping or NoClipping()
-        if self.weighting.needs_task_gradients or self.clipping.per_task:
-            self.step = PerTaskGradientStep(accumulate_grad_batches)
-        else:
-            self.step = AutomaticStep()
-        self.automatic_optimization = self.step.automatic_optimization
-        if self.clipping.per_task and getattr(self.weighting, "mode", "params") == "representation":
+        # per-task gradients (manual optimisation, accumulated here: Lightning refuses
+        # Trainer(accumulate_grad_batches>1) there) when the weighting or the clipping needs them
+        self.automatic_optimization = not (self.weighting.needs_task_gradients or self.clipping.per_task)
+        self.accumulate_grad_batches = 1 if self.automatic_optimization else check_int("trainer.accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+        if self.clipping.per_task and self.weighting.on_representation:
             raise ConfigError("strategy.clipping", "per_task clipping needs parameter gradients; use strategy.weighting.mode=params or another clipping (none, norm, value, agc)")
-        self.guard = NonFiniteGuard(self.clipping.max_bad_steps if hasattr(self.clipping, "max_bad_steps") else 5, self.task_names)
+        self.guard = NonFiniteGuard(self.clipping.max_bad_steps, self.task_names)
         self.good_micro_batches = 0  # automatic path: finite micro-batches since the last optimizer step
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
@@ -90,11 +93,6 @@ class MultiTaskModule(L.LightningModule):
         self.val_metrics = TaskMetrics(self.tasks)
         self.test_metrics = TaskMetrics(self.tasks)
         self.last_test_metrics: dict[str, dict[str, float]] = {}
-
-    @property
-    def accumulate_grad_batches(self) -> int:
-        """Micro-batches per optimizer step taken by the per-task-gradient step (1 on the automatic path)."""
-        return getattr(self.step, "accumulate_grad_batches", 1)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """What the optimizer trains: the body's share (decided by the sharing policy), the heads, learned α."""
@@ -108,41 +106,59 @@ class MultiTaskModule(L.LightningModule):
 
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean loss of each task over its labelled rows; tasks absent from the batch are left out."""
-        mask, y = batch["task_mask"], batch["y"]
+        mask = batch["task_mask"]
         losses: dict[str, torch.Tensor] = {}
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]
             present = int(rows.sum())
             if present == 0:
                 continue
-            out, target = outputs[task.name], y[:, t]
+            out, target = outputs[task.name], task.task_type.targets(batch, t)
             if present < len(rows):
                 out, target = out[rows], target[rows]
-            if task.is_regression:
-                losses[task.name] = F.mse_loss(out.squeeze(-1).float(), target)
-            else:
-                losses[task.name] = F.cross_entropy(out.float(), target.long())
+            losses[task.name] = task.task_type.loss(out, target)
         return losses
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        """One step of :attr:`step` (automatic loss weighting, or per-task gradients)."""
-        return self.step(self, batch, batch_idx)
+        """Forward, per-task losses, non-finite guard, then the weighted loss for Lightning to differentiate
+        (automatic path) or the per-task gradients combined into ``.grad`` and an optimizer step at the
+        end of each accumulation window (per-task path). None: the step is skipped."""
+        features = call_body(self.body, batch["inputs"], batch["task_mask"])
+        losses = self.task_losses(self.heads(features), batch)
+        if self.automatic_optimization:
+            if self.guard.skip_bad_losses(losses):  # every rank skips (a zero loss under DDP, where Lightning needs one)
+                return zero_loss(self.parameters()) if world_size() > 1 else None
+            self.good_micro_batches += 1
+            loss = weighted_loss(self.weighting, losses, features, self.body)
+            self.log_losses(loss, losses, inputs_size(batch["inputs"]))
+            return loss
+        optimizer = self.optimizers()
+        if self.guard.skip_bad_losses(losses):
+            optimizer.zero_grad(set_to_none=True)  # drop the whole accumulation window
+            return None
+        result = self._per_task_backward(features, losses)
+        if result.skipped:  # a non-finite gradient row (without a grad scaler, which would skip the step itself)
+            optimizer.zero_grad(set_to_none=True)  # drop the whole accumulation window
+            self.guard.record_bad("gradient", result.non_finite_tasks)
+            return None
+        self.log_losses(result.objective, losses, inputs_size(batch["inputs"]))
+        if (batch_idx + 1) % self.accumulate_grad_batches == 0 or self.trainer.is_last_batch:
+            optimizer.step()  # Lightning unscales 16-mixed gradients, then on_before_optimizer_step
+            optimizer.zero_grad(set_to_none=True)
+        return result.objective.detach()
 
-    def skip_bad_losses(self, losses: dict[str, torch.Tensor]) -> bool:
-        """Record (and return) whether any task's loss is NaN/Inf, so the step is skipped."""
-        bad = self.guard.bad_loss_tasks(losses)
-        if bad:
-            self.guard.record_bad("loss", bad)
-        return bool(bad)
-
-    def zero_loss(self) -> torch.Tensor:
-        """0 through every trainable parameter: what a skipped step backpropagates under DDP.
-
-        Lightning refuses a ``None`` loss under DDP (every rank must run the same backward and
-        gradient all-reduce); this one keeps the ranks in step and adds nothing to any gradient.
-        """
-        return torch.stack([(p * 0).sum() for p in self.parameters() if p.requires_grad]).sum()
+    def _per_task_backward(self, features: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> PerTaskBackwardResult:
+        """:func:`per_task_backward` with this module's shared and task-specific parameters, clipping and grad scale."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # 16-mixed
+        shared = self.body.shared_parameters()
+        skip = {id(p) for p in shared} | {id(p) for p in self.weighting.parameters()}
+        return per_task_backward(
+            losses, shared, [p for p in self.trainable_parameters() if id(p) not in skip], self.weighting,  # rest: heads (+ per-task backbones)
+            features=shared_representation(features) if self.weighting.on_representation else None,
+            grad_scale=loss_scale(scaler, next(iter(losses.values())).device), clip_rows=self.clipping.clip_rows if self.clipping.per_task else None,
+            accumulation=self.accumulate_grad_batches, skip_non_finite=scaler is None,
+        )
 
     def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:
         """Keep this step's losses for the loggers (and the progress bar on logging steps)."""
@@ -155,19 +171,6 @@ class MultiTaskModule(L.LightningModule):
         self._step_metrics["train/loss"] = loss.detach()
         for name, value in losses.items():
             self._step_metrics[f"train/{name}/loss"] = value.detach()
-
-    def representation(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The shared feature tensor when every task reads the same one (hard sharing), else None."""
-        values = list(features.values())
-        return values[0] if all(v is values[0] for v in values) and values[0].requires_grad else None
-
-    def shared_for_weighting(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
-        """What GradNorm differentiates: the last shared weight matrix, or the shared features."""
-        if getattr(self.weighting, "mode", "layer") == "representation":
-            rep = self.representation(features)
-            return None if rep is None else [rep]
-        matrices = [p for p in self.body.shared_parameters() if p.ndim >= 2]
-        return matrices[-1:] or None
 
     # ------------------------------------------- before every optimizer step
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -186,9 +189,7 @@ class MultiTaskModule(L.LightningModule):
         if self.automatic_optimization and not good:
             # every micro-batch since the last step had a non-finite loss (already counted): no update
             # (under DDP their zero losses left zero gradients, which AdamW would still apply)
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    p.grad = None
+            drop_grads(optimizer)
             return
         if not grads:
             return
@@ -197,9 +198,7 @@ class MultiTaskModule(L.LightningModule):
             scaler = getattr(self.trainer.precision_plugin, "scaler", None)
             if scaler is None:  # with a grad scaler, overflow is routine: the scaler skips the step
                 self.guard.record_bad("gradient", [])
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    p.grad = None  # nothing reaches the weights (and AdamW skips params without grad)
+            drop_grads(optimizer)  # nothing reaches the weights
             self._step_metrics["train/grad_norm"] = float("nan")
             return
         self.clipping.clip_with_norm(self, optimizer, before)
@@ -261,11 +260,11 @@ class MultiTaskModule(L.LightningModule):
     # ------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:
         outputs = self(batch["inputs"], batch["task_mask"])
-        mask, y = batch["task_mask"], batch["y"]
+        mask = batch["task_mask"]
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]
             if bool(rows.any()):
-                metrics.update(task, outputs[task.name][rows], y[rows, t])
+                metrics.update(task, outputs[task.name][rows], task.task_type.targets(batch, t)[rows])
 
     def _log_eval(self, stage: str, metrics: TaskMetrics) -> dict[str, dict[str, float]]:
         values = metrics.compute()

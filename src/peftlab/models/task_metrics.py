@@ -8,8 +8,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torchmetrics import MeanSquaredError, Metric, MetricCollection, PearsonCorrCoef, R2Score, SpearmanCorrCoef, SumMetric
-from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
+from torchmetrics import Metric, MetricCollection, SumMetric
 
 from peftlab.tasks import TaskSpec
 
@@ -17,34 +16,9 @@ from peftlab.tasks import TaskSpec
 _COUNT = "_count"
 
 
-def make_metric(name: str, task: TaskSpec) -> Metric:
-    """The torchmetrics object behind metric ``name`` of ``task`` (names: see :class:`TaskSpec`).
-
-    ``f1`` is the F1 of class 1 for two classes (GLUE's MRPC/QQP F1, scikit-learn's default) and
-    macro-F1 for more.
-    """
-    if name == "acc":
-        return MulticlassAccuracy(num_classes=task.num_classes, average="micro")
-    if name == "f1":
-        if task.num_classes == 2:
-            return BinaryF1Score()
-        return MulticlassF1Score(num_classes=task.num_classes, average="macro")
-    if name == "mcc":
-        return MulticlassMatthewsCorrCoef(num_classes=task.num_classes)
-    if name == "pearson":
-        return PearsonCorrCoef()
-    if name == "spearman":
-        return SpearmanCorrCoef()
-    if name == "r2":
-        return R2Score()
-    if name == "mse":
-        return MeanSquaredError()
-    raise ValueError(f"unknown metric {name!r}")
-
-
 def metrics_for(task: TaskSpec) -> MetricCollection:
-    """Every metric ``task`` declares, plus a row counter."""
-    metrics = {name: make_metric(name, task) for name in task.metrics}
+    """Every metric ``task`` declares (made by its task type), plus a row counter."""
+    metrics = {name: task.task_type.make_metric(name, task) for name in task.metrics}
     metrics[_COUNT] = SumMetric()
     return MetricCollection(metrics, compute_groups=False)
 
@@ -60,13 +34,13 @@ class TaskMetrics(nn.Module):
     def update(self, task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> None:
         """Add one batch of one task (outputs and targets of labelled rows only)."""
         coll = self.collections[task.name]
+        rows = len(target)
+        preds, target = task.task_type.metric_inputs(output, target)
         for name, metric in coll.items():
             if name == _COUNT:
-                metric.update(torch.tensor(float(len(target)), device=target.device))
-            elif task.is_regression:
-                metric.update(output.squeeze(-1).float(), target.float())
+                metric.update(torch.tensor(float(rows), device=target.device))
             else:
-                metric.update(output.argmax(-1), target.long())
+                metric.update(preds, target)
 
     def compute(self) -> dict[str, dict[str, float]]:
         """``{task: {metric: value}}`` (metrics in the task's order, main first) over everything

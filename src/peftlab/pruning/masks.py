@@ -92,6 +92,13 @@ def apply_masks(pairs: Iterable[tuple[nn.Module, str]]) -> None:
         torch._foreach_mul_(params, masks)
 
 
+def reapply_masks(model: nn.Module) -> int:
+    """``param *= mask`` for every masked parameter of ``model`` (e.g. after merging adapters into them)."""
+    pairs = masked_pairs(model)
+    apply_masks((m, a) for _, m, a in pairs)
+    return len(pairs)
+
+
 def remove_masks(model: nn.Module) -> int:
     """Make masks permanent: multiply them in and drop the buffers. Returns how many were removed."""
     pairs = masked_pairs(model)

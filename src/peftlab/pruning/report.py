@@ -73,3 +73,27 @@ def write_sparsity_plot(layers: dict, path: Path, history: list | None = None, t
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def schedule_report(
+    prunable: list[tuple[str, torch.Tensor]], criterion: str, schedule, history: list, masks: list[torch.Tensor], run_dir: Path,
+    unit_sparsity: float | None = None, write_plot: bool = True,
+) -> dict:
+    """A pruning run's report: per-layer sparsity, unit sparsity (structured), schedule history,
+    DDP rank agreement, and ``sparsity_per_layer.png`` in ``run_dir`` (written when ``write_plot``)."""
+    report = sparsity_report(prunable)
+    if unit_sparsity is not None:
+        report["unit_sparsity"] = unit_sparsity
+    report.update(
+        criterion=criterion,
+        schedule=schedule.kind,
+        final_sparsity_target=schedule.final_sparsity,
+        history=[list(h) for h in history],
+        ranks_agree=ranks_agree(masks),
+    )
+    plot = Path(run_dir) / "sparsity_per_layer.png"
+    if write_plot:
+        last = max([schedule.end_step] + [h[0] for h in history])
+        target = [(t, schedule.sparsity_at(t)) for t in range(0, last + 1)] if schedule.resolved else None
+        write_sparsity_plot(report["layers"], plot, history=history, target=target)
+    return {"pruning": report, "sparsity_plot": str(plot)}

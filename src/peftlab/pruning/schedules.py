@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from peftlab.errors import ConfigError
+from peftlab.validators import check_choice, check_fraction
 
 KINDS = ("one_shot", "iterative", "linear", "cubic")
 
@@ -71,12 +72,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         k = self.key
-        if self.kind not in KINDS:
-            raise ConfigError(f"{k}.schedule", f"must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        check_choice(f"{k}.schedule", self.kind, KINDS)
         for name in ("initial_sparsity", "final_sparsity"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ConfigError(f"{k}.{name}", f"must be in [0, 1); got {value}")
+            check_fraction(f"{k}.{name}", getattr(self, name))
         if self.initial_sparsity > self.final_sparsity:
             raise ConfigError(f"{k}.initial_sparsity", f"must be <= final_sparsity ({self.final_sparsity}); got {self.initial_sparsity}")
         check_step_or_fraction(f"{k}.start_step", self.start_step)
@@ -87,8 +85,10 @@ class Schedule:
         check_step_or_fraction(f"{k}.every_n_steps", self.every_n_steps, minimum=1)
         if isinstance(self.every_n_steps, float) and self.every_n_steps == 0.0:
             raise ConfigError(f"{k}.every_n_steps", "must be > 0")
-        if self.kind == "iterative" and (self.amount is None or not 0.0 < self.amount < 1.0):
-            raise ConfigError(f"{k}.amount", f"schedule=iterative needs amount in (0, 1) (sparsity added per update); got {self.amount}")
+        if self.kind == "iterative":
+            if self.amount is None:
+                raise ConfigError(f"{k}.amount", "schedule=iterative needs amount in (0, 1) (sparsity added per update); got None")
+            check_fraction(f"{k}.amount", self.amount, allow_zero=False)
         if self.kind == "one_shot":
             self.end_step = self.start_step
         self.bounds = {"start_step": self.start_step, "end_step": self.end_step, "every_n_steps": self.every_n_steps}
@@ -119,8 +119,13 @@ class Schedule:
         updates = (self.end_step - 1 - self.start_step) // self.every_n_steps + 1
         return max(0.0, self.final_sparsity - (self.initial_sparsity + updates * self.amount))
 
+    @property
+    def resolved(self) -> bool:
+        """Whether every step bound is a step of this run (fractions turned into steps by :meth:`resolve`)."""
+        return all(isinstance(v, int) for v in (self.start_step, self.end_step, self.every_n_steps))
+
     def _check_resolved(self) -> None:
-        if not all(isinstance(v, int) for v in (self.start_step, self.end_step, self.every_n_steps)):
+        if not self.resolved:
             raise RuntimeError("the schedule has fractions of the run: call resolve(total_steps) first")
 
     def is_update_step(self, step: int) -> bool:

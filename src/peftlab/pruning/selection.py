@@ -2,14 +2,15 @@
 
 Default: the ``weight`` of every ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` inside the model's
 body (the backbone). Biases, norms, embeddings and task heads are excluded unless asked for;
-peft's LoRA adapter layers (``lora_A``, ``lora_B``, ``lora_*``) never are prunable (their base layers are).
+an adapter's own layers (the body's ``adapter_modules()``: LoRA's A and B, ...) are never
+prunable (the base layers they wrap are).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -47,12 +48,14 @@ def select_targets(
     exclude: str | None = None,
     parameters: Sequence[str] = ("weight",),
     key: str = "strategy.pruning",
+    skip: Iterable[nn.Module] = (),
 ) -> list[Target]:
     """Every ``<module>.<parameter>`` under ``scope`` whose module type is in ``module_types``.
 
     ``include``/``exclude`` are regular expressions searched in the full parameter name
     (e.g. ``body\\.backbone\\.net\\.1\\.weight``); ``scope`` is a submodule path (``body``,
-    ``heads``) or null for the whole model.
+    ``heads``) or null for the whole model. ``skip``: modules that are never prunable (the
+    adapters' own, ``body.adapter_modules()``).
     """
     unknown = [t for t in module_types if t not in MODULE_TYPES]
     if unknown or not module_types:
@@ -66,10 +69,11 @@ def select_targets(
             raise ConfigError(f"{key}.scope", f"the model has no submodule {scope!r}; use body, heads or null (whole model)") from None
     prefix = f"{scope}." if scope else ""
     inc, exc = _compile(include, f"{key}.include"), _compile(exclude, f"{key}.exclude")
+    skipped = {id(m) for m in skip}
     found = []
     for mname, module in root.named_modules():
-        if not isinstance(module, types) or any(part.startswith("lora_") for part in mname.split(".")):
-            continue  # peft's adapter layers (lora_A/lora_B/...) train; pruning acts on the base weights
+        if not isinstance(module, types) or id(module) in skipped:
+            continue  # an adapter's own layers train; pruning acts on the base weights
         for attr in parameters:
             if not isinstance(getattr(module, attr, None), torch.Tensor):
                 continue

@@ -3,8 +3,9 @@
 A :class:`UnitGroup` is a set of output units produced by some linear layers (rows; their
 biases) and read by others (input columns). Zeroing a unit's rows and bias makes its output 0
 — and relu/gelu/tanh/silu of 0 is 0 — so the readers' columns see only zeros: masked and
-physically removed units give the same outputs. Linear layers wrapped by peft's LoRA count as
-their ``base_layer``. Found by walking the module tree, because no
+physically removed units give the same outputs. A linear layer wrapped by an adapter layer
+(``adapters``: the body's ``adapter_layers()``) counts as the base layer it wraps. Found by
+walking the module tree, because no
 library (torch-pruning aside, which is not a dependency) maps HF BERT layers and plain
 ``nn.Sequential`` MLPs to such groups.
 """
@@ -12,6 +13,7 @@ library (torch-pruning aside, which is not a dependency) maps HF BERT layers and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -50,33 +52,38 @@ class UnitGroup:
         return unit_keep.repeat_interleave(self.unit_size)
 
 
-def find_groups(model: nn.Module, kind: str) -> list[UnitGroup]:
-    """Every neuron group (``kind="neurons"``) or attention-head group (``kind="heads"``) in ``model``."""
-    return _head_groups(model) if kind == "heads" else _neuron_groups(model)
+def find_groups(model: nn.Module, kind: str, adapters: Iterable = ()) -> list[UnitGroup]:
+    """Every neuron group (``kind="neurons"``) or attention-head group (``kind="heads"``) in ``model``.
+
+    ``adapters``: adapter layers of the model (``.layer`` wrapping ``.base`` at ``.base_attr``,
+    as ``PolicyBody.adapter_layers()`` gives them); a wrapped linear layer counts as its base.
+    """
+    wrapped = {a.layer: (a.base_attr, a.base) for a in adapters}
+    return _head_groups(model, wrapped) if kind == "heads" else _neuron_groups(model, wrapped)
 
 
-def base_linear(module: nn.Module | None, name: str) -> tuple[str, nn.Linear] | None:
-    """``(name, module)`` for an ``nn.Linear``; for a peft LoRA layer wrapping one, its ``base_layer``.
+def base_linear(module: nn.Module | None, name: str, wrapped: Mapping[nn.Module, tuple[str, nn.Module]]) -> tuple[str, nn.Linear] | None:
+    """``(name, module)`` for an ``nn.Linear``; for an adapter layer wrapping one, its base layer.
 
     Pruning acts on the frozen base weights; the adapters' updates of pruned units are zeroed by
-    :func:`peftlab.pruning.lora_merge.gate_pruned_lora_rows` and re-masked when merged.
+    :func:`peftlab.pruning.adapter_gates.gate_pruned_rows` and re-masked when merged.
     """
     if isinstance(module, nn.Linear):
         return name, module
-    base = getattr(module, "base_layer", None)
-    if module is not None and isinstance(base, nn.Linear):
-        return f"{name}.base_layer", base
+    attr, base = wrapped.get(module, ("", None))
+    if isinstance(base, nn.Linear):
+        return f"{name}.{attr}", base
     return None
 
 
-def _head_groups(model: nn.Module) -> list[UnitGroup]:
+def _head_groups(model: nn.Module, wrapped: Mapping) -> list[UnitGroup]:
     groups = []
     for name, mod in model.named_modules():
         attn, out = getattr(mod, "self", None), getattr(mod, "output", None)
         if attn is None or out is None or not hasattr(attn, "attention_head_size"):
             continue
-        producers = [base_linear(getattr(attn, a, None), f"{name}.self.{a}") for a in ("query", "key", "value")]
-        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense")
+        producers = [base_linear(getattr(attn, a, None), f"{name}.self.{a}", wrapped) for a in ("query", "key", "value")]
+        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense", wrapped)
         if consumer is None or any(p is None for p in producers):
             continue
         heads, size = attn.num_attention_heads, attn.attention_head_size
@@ -84,13 +91,13 @@ def _head_groups(model: nn.Module) -> list[UnitGroup]:
     return groups
 
 
-def _neuron_groups(model: nn.Module) -> list[UnitGroup]:
+def _neuron_groups(model: nn.Module, wrapped: Mapping) -> list[UnitGroup]:
     groups = []
     names = {m: n for n, m in model.named_modules()}
     for name, mod in model.named_modules():
         inter, out = getattr(mod, "intermediate", None), getattr(mod, "output", None)
-        producer = base_linear(getattr(inter, "dense", None), f"{name}.intermediate.dense")
-        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense")
+        producer = base_linear(getattr(inter, "dense", None), f"{name}.intermediate.dense", wrapped)
+        consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense", wrapped)
         if producer is not None and consumer is not None:  # BERT FFN: dense → intermediate_act_fn (gelu(0) = 0) → output.dense
             groups.append(UnitGroup(f"{name}.intermediate.dense", "neurons", producer[1].out_features, 1, [producer], [consumer]))
         if isinstance(mod, nn.Sequential):

@@ -7,22 +7,19 @@ from typing import Iterable
 import torch
 from torch import nn
 
-
-ADAPTER_PREFIXES = ("lora_", "ia3_", "vera_", "hra_", "boft_", "oft_")  # peft tuner layer names
+from peftlab.sharing.base import PolicyBody, base_weights
 
 
 def default_prunable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Weights of the backbone's linear and convolution layers (heads, biases and norms excluded)."""
+    """Weights of the backbone's linear and convolution layers (heads, biases, norms and adapters excluded).
+
+    A sharing-policy body names them (``PolicyBody.base_weights()``: the adapters' own layers
+    are not base weights); any other ``model.body`` (or the model itself) gives all of its own.
+    """
     body = getattr(model, "body", model)
-    found = []
-    for name, module in body.named_modules():
-        # peft adapters' own layers (lora_A.default, …) are not base weights: leave them out
-        if any(part.startswith(ADAPTER_PREFIXES) for part in name.split(".")):
-            continue
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            # after torch.nn.utils.prune the effective weight is a plain attribute
-            found.append((f"body.{name}.weight" if name else "body.weight", module.weight))
-    return found
+    # after torch.nn.utils.prune the effective weight is a plain attribute, which these read
+    weights = body.base_weights() if isinstance(body, PolicyBody) else base_weights(body)
+    return [(f"body.{name}", weight) for name, weight in weights]
 
 
 def _effective_parameters(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:

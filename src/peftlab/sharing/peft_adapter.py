@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-
 from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
 from peftlab.errors import ConfigError
-from peftlab.sharing.base import SharingPolicy
+from peftlab.sharing.base import AdapterLayer, SharingPolicy
+from peftlab.sharing.peft_layers import merge_tuner_layers, tuner_layers, tuner_modules
 from peftlab.sharing.shared import SharedBody
 
 KEY = "strategy.sharing.adapter"
@@ -45,6 +45,22 @@ def _check_targets(config: Any, model: nn.Module) -> None:
         raise ConfigError(f"{KEY}.target_modules", f"{missing} match no module of the backbone; module names there include {leaves[:12]}")
 
 
+class PeftBody(SharedBody):
+    """A :class:`SharedBody` whose backbone carries peft adapters (what :class:`PeftAdapter` builds)."""
+
+    def adapter_layers(self) -> list[AdapterLayer]:
+        """peft's tuner layers in the backbone, each with the base layer it wraps."""
+        return tuner_layers(self)
+
+    def adapter_modules(self) -> list[nn.Module]:
+        """The adapters' own modules (``lora_A``, ``lora_B``, ...)."""
+        return tuner_modules(self)
+
+    def merge_adapters(self) -> int:
+        """Merge the adapter into the base weights (peft's ``merge``) and drop the tuner layers."""
+        return merge_tuner_layers(self)
+
+
 class PeftAdapter(SharingPolicy):
     """One peft adapter (LoRA, DoRA, IA3, … any ``PeftConfig``) shared by every task (``strategy/sharing=peft``).
 
@@ -62,7 +78,7 @@ class PeftAdapter(SharingPolicy):
     def __init__(self, adapter: Any = None):
         self.adapter = as_peft_config(adapter)
 
-    def build(self, make_backbone: Callable[[], nn.Module], task_names: Sequence[str]) -> SharedBody:
+    def build(self, make_backbone: Callable[[], nn.Module], task_names: Sequence[str]) -> PeftBody:
         """One backbone with the adapter inserted; only the adapter's parameters train."""
         import peft
 
@@ -83,4 +99,4 @@ class PeftAdapter(SharingPolicy):
                 raise ConfigError(f"{KEY}.target_modules", f"{first} (set {KEY}.target_modules to module names of this backbone)") from None
             raise ConfigError(KEY, first) from None
         # right after insertion peft has marked exactly the adapter's parameters trainable: record them
-        return SharedBody(backbone, task_names, [p for p in backbone.parameters() if p.requires_grad])
+        return PeftBody(backbone, task_names, [p for p in backbone.parameters() if p.requires_grad])

@@ -16,41 +16,29 @@ weights, names and export stay peft's; only the forward of each LoRA ``Linear`` 
 deltas. A task absent from
 the batch is never called, so its adapter gets no gradient at all (AdamW leaves it untouched).
 peft's ``set_adapter`` is never called (it would flip ``requires_grad`` of the other adapters):
-what trains is recorded once, when the body is built.
+what trains is recorded once, when the body is built. Which rows go to which task is
+:mod:`peftlab.sharing.routing`'s (adapter-agnostic); writing one task's adapter as a peft
+adapter folder is :mod:`peftlab.sharing.task_lora_export`'s.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from peftlab.errors import ConfigError
-from peftlab.sharing.base import PolicyBody, SharingPolicy
+from peftlab.sharing.base import AdapterLayer, PolicyBody, SharingPolicy
+from peftlab.sharing.peft_layers import tuner_layers, tuner_modules
+from peftlab.sharing.routing import Routing, route_rows
+from peftlab.sharing.task_lora_export import export_task_adapter, refuse_merged_export
+from peftlab.validators import check_int
 
 KEY = "strategy.sharing"
 SHARED = "shared_lora"  # adapter name of the optional shared adapter
-
-
-@dataclass
-class Routing:
-    """Which adapters apply to which rows of the current forward (one object shared by all routed layers).
-
-    ``segments``: ``(adapter, start, end)`` row ranges (rows are sorted by task); ``shared``:
-    adapters applied to every row. Kept after the forward on purpose, so activation
-    checkpointing recomputes the same routing during backward.
-    """
-
-    shared: tuple[str, ...] = ()
-    segments: list[tuple[str, int, int]] | None = None
+__all__ = ["Routing", "SHARED", "TaskLoRA", "TaskLoraBody", "TaskRoutedLinear", "export_task_adapter"]
 
 
 def _lora_linear_class():
@@ -142,7 +130,7 @@ class TaskLoraBody(PolicyBody):
         task_configs: ``{task: peft.LoraConfig}``; ``shared_config``: a LoraConfig or None.
     """
 
-    routes_by_task = True  # tells the module to pass the batch's task_mask (see the wiring notes)
+    routes_by_task = True  # the module passes the batch's task_mask (peftlab.batch.call_body)
 
     def __init__(self, backbone: nn.Module, task_names: Sequence[str], task_configs: Mapping[str, Any], shared_config: Any | None = None):
         super().__init__()
@@ -207,6 +195,27 @@ class TaskLoraBody(PolicyBody):
         name = getattr(self.backbone, "name_or_path", None)
         return {"name_or_path": name} if name else None
 
+    def adapter_names(self, task: str) -> list[str]:
+        """The adapters task ``task``'s rows go through: the shared one (if any), then its own."""
+        return [SHARED, task] if SHARED in self.adapter_configs else [task]
+
+    def routed_layers(self) -> list[tuple[str, nn.Module]]:
+        """``(path in adapted_model, layer)`` of every task-routed LoRA layer."""
+        modules = dict(self.adapted_model.named_modules())
+        return [(path, modules[path]) for path in self._routed_names]
+
+    def adapter_layers(self) -> list[AdapterLayer]:
+        """The task-routed LoRA layers, each with the base layer it wraps."""
+        return tuner_layers(self)
+
+    def adapter_modules(self) -> list[nn.Module]:
+        """Every adapter's own modules (``lora_A.<task>``, ``lora_B.<task>``, ...)."""
+        return tuner_modules(self)
+
+    def merge_adapters(self) -> int:
+        """Refused: one adapter per task on one base cannot merge into one model."""
+        refuse_merged_export()
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """What trains, by parameter name: the adapter-only checkpoint of this body."""
         return {n: p.detach().clone() for n, p in self.named_parameters() if id(p) in self._trainable_ids}
@@ -223,60 +232,13 @@ class TaskLoraBody(PolicyBody):
                 own[n].copy_(t)
 
     # ----------------------------------------------------------------- forward
-    def _pairs(self, n: int, device, task_mask, task_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, tasks) of the routed pairs, sorted by task then row."""
-        T = len(self.task_names)
-        if task_ids is not None:
-            task_ids = torch.as_tensor(task_ids, device=device).long().reshape(-1)
-            if task_ids.numel() != n or (task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= T)):
-                raise ConfigError("data.tasks", f"task_ids must give one task index in [0, {T}) per row ({n} rows); got shape {tuple(task_ids.shape)}")
-            tasks, rows = torch.sort(task_ids, stable=True)
-            return rows, tasks
-        if task_mask is not None:
-            if task_mask.dim() != 2 or task_mask.shape[0] != n or task_mask.shape[1] != T:
-                raise ConfigError(
-                    "data.tasks",
-                    f"the batch's task_mask is {tuple(task_mask.shape)} but task_lora was built for {T} tasks ({', '.join(self.task_names)}) and {n} rows; "
-                    "the model's task list must be the data's",
-                )
-            nz = task_mask.bool().t().nonzero()  # (task, row), ordered by task then row
-            return nz[:, 1], nz[:, 0]
-        rows = torch.arange(n, device=device).repeat(T)
-        return rows, torch.arange(T, device=device).repeat_interleave(n)
-
     def forward(self, *args: torch.Tensor, task_mask: torch.Tensor | None = None, task_ids: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features of every task, each row through its own task's adapter (see the class docstring)."""
         first = args[0] if args else next(iter(inputs.values()))
-        n, device = first.shape[0], first.device
-        rows, tasks = self._pairs(n, device, task_mask, task_ids)
-        counts = torch.bincount(tasks, minlength=len(self.task_names)).tolist()
-        bounds = [0]
-        for c in counts:
-            bounds.append(bounds[-1] + c)
-        self.routing.segments = [(t, bounds[i], bounds[i + 1]) for i, t in enumerate(self.task_names)]
-        identity = len(rows) == n and bool(torch.equal(rows, torch.arange(n, device=device)))
-        take = (lambda v: v) if identity else (lambda v: v.index_select(0, rows) if torch.is_tensor(v) and v.dim() and v.shape[0] == n else v)
-        h = self.backbone(*[take(a) for a in args], **{k: take(v) for k, v in inputs.items()})
-        return self._per_task(h, rows, n, counts, bounds)
-
-    def _per_task(self, h: torch.Tensor, rows: torch.Tensor, n: int, counts: list[int], bounds: list[int]) -> dict[str, torch.Tensor]:
-        positions = torch.arange(len(rows), device=h.device)
-        first = torch.full((n,), len(rows), dtype=torch.long, device=h.device)
-        first = first.scatter_reduce(0, rows, positions, reduce="amin")  # each row's first routed pair
-        routed = first < len(rows)
-        base = h.index_select(0, first.clamp(max=max(len(rows) - 1, 0))) if len(rows) else h.new_zeros(n, h.shape[-1])
-        if not bool(routed.all()):
-            base = base * routed.unsqueeze(-1).to(base.dtype)
-        out = {}
-        for i, task in enumerate(self.task_names):
-            s, e = bounds[i], bounds[i + 1]
-            if counts[i] == n:  # every row once, in row order: the task's own slice
-                out[task] = h[s:e]
-            elif counts[i] == 0 or bool(torch.equal(first[rows[s:e]], positions[s:e])):
-                out[task] = base  # the task's rows are first pairs: already in base
-            else:
-                out[task] = base.index_copy(0, rows[s:e], h[s:e])
-        return out
+        routes = route_rows(first.shape[0], first.device, self.task_names, task_mask, task_ids)
+        self.routing.segments = routes.segments(self.task_names)
+        stacked_args, stacked_inputs = routes.stack(inputs, *args)
+        return routes.per_task(self.backbone(*stacked_args, **stacked_inputs), self.task_names)
 
 
 class TaskLoRA(SharingPolicy):
@@ -305,9 +267,8 @@ class TaskLoRA(SharingPolicy):
         shared_alpha: float | None = None,
         **lora_kwargs: Any,
     ):
-        for key, value in (("r", r), ("shared_r", shared_r)):
-            if not isinstance(value, int) or value < (1 if key == "r" else 0):
-                raise ConfigError(f"{KEY}.{key}", f"must be an integer >= {1 if key == 'r' else 0}; got {value!r}")
+        check_int(f"{KEY}.r", r, minimum=1)
+        check_int(f"{KEY}.shared_r", shared_r, minimum=0)
         self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
         self.target_modules = target_modules if target_modules is None or isinstance(target_modules, str) else list(target_modules)
         self.ranks = dict(ranks or {})
@@ -335,78 +296,3 @@ class TaskLoRA(SharingPolicy):
             alpha = self.shared_alpha if self.shared_alpha is not None else 2 * self.shared_r
             shared = _adapter_config(self.shared_r, alpha, self.lora_dropout, targets, self.lora_kwargs)
         return TaskLoraBody(backbone, task_names, configs, shared)
-
-
-# ----------------------------------------------------------------------- export
-@torch.no_grad()
-def export_task_adapter(body: TaskLoraBody, task: str, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write task ``task``'s adapter as a peft adapter directory (``adapter_config.json`` + safetensors).
-
-    ``PeftModel.from_pretrained(base, out_dir)`` on the backbone's base model then gives that task's
-    features. With a shared adapter, the two are written as one LoRA of rank ``shared_r + r``
-    (``[A_shared; A_task]`` and ``[s_shared·B_shared, s_task·B_task]`` with scaling 1): the sum of
-    two low-rank updates is exactly one of the summed rank. Written to a temporary directory and
-    moved into place, so a failure leaves nothing half-written.
-    """
-    from safetensors.torch import save_file
-
-    if task not in body.task_names:
-        raise ConfigError("task", f"no adapter for {task!r}; tasks are: {', '.join(body.task_names)}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError("out_dir", f"{out} exists and is not empty; pass overwrite=True or choose another directory")
-    names = [SHARED, task] if SHARED in body.adapter_configs else [task]
-    modules = dict(body.adapted_model.named_modules())
-    tensors: dict[str, torch.Tensor] = {}
-    for path in body._routed_names:
-        layer = modules[path]
-        parts = [(layer.lora_A[a].weight, layer.lora_B[a].weight * layer.scaling[a]) for a in names if a in layer.lora_A]
-        if len(names) == 1:
-            tensors[f"base_model.model.{path}.lora_A.weight"] = layer.lora_A[task].weight.detach().cpu().contiguous()
-            tensors[f"base_model.model.{path}.lora_B.weight"] = layer.lora_B[task].weight.detach().cpu().contiguous()
-            continue
-        rank = sum(body.adapter_configs[a].r for a in names)
-        a_cat = layer.lora_A[task].weight.new_zeros(rank, layer.in_features)
-        b_cat = layer.lora_B[task].weight.new_zeros(layer.out_features, rank)
-        offset = 0
-        for a in names:
-            r = body.adapter_configs[a].r
-            if a in layer.lora_A:
-                a_cat[offset : offset + r] = layer.lora_A[a].weight
-                b_cat[:, offset : offset + r] = layer.lora_B[a].weight * layer.scaling[a]
-            offset += r
-        tensors[f"base_model.model.{path}.lora_A.weight"] = a_cat.cpu().contiguous()
-        tensors[f"base_model.model.{path}.lora_B.weight"] = b_cat.cpu().contiguous()
-    config = _export_config(body, names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        save_file(tensors, str(tmp / "adapter_model.safetensors"))
-        config.save_pretrained(str(tmp))
-        meta = {"task": task, "adapters": names, "tasks": body.task_names}
-        (tmp / "peftlab_task.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
-
-
-def _export_config(body: TaskLoraBody, names: list[str]):
-    import copy
-
-    task_cfg = body.adapter_configs[names[-1]]
-    cfg = copy.deepcopy(task_cfg)
-    if len(names) > 1:
-        rank = sum(body.adapter_configs[a].r for a in names)
-        targets: set[str] = set()
-        for a in names:
-            targets |= set(body.adapter_configs[a].target_modules or ())
-        cfg.r, cfg.lora_alpha, cfg.use_rslora = rank, rank, False  # scaling 1: the scales live in B
-        cfg.target_modules = targets
-        cfg.rank_pattern, cfg.alpha_pattern = {}, {}
-    cfg.base_model_name_or_path = getattr(body.backbone, "name_or_path", None)
-    cfg.inference_mode = True
-    return cfg

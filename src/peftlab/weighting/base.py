@@ -5,11 +5,17 @@ Two kinds of method:
 * **loss-based** (:class:`Weighting`): ``combine(losses)`` returns the scalar objective; Lightning's
   automatic optimisation does one backward pass. Equal, fixed, uncertainty, DWA, RLW, FAMO and
   GradNorm (which additionally looks at the gradient norms of the last shared layer).
-* **gradient-based** (:class:`GradientWeighting`): the module computes one gradient per task of the
-  shared parameters (or of the shared representation), averages them across DDP ranks, and asks
-  the method for combination coefficients with :meth:`GradientWeighting.coefficients`. Every
-  method here (PCGrad, CAGrad, MGDA, IMTL-G) only needs the T×T Gram matrix of the task
-  gradients, so the combined gradient is ``Σ_i α_i g_i`` with α computed from ``G Gᵀ``.
+* **gradient-based** (:class:`GradientWeighting`): :func:`peftlab.models.per_task_backward.per_task_backward`
+  computes one gradient per task of the shared parameters (or of the shared representation),
+  averages them across DDP ranks and hands the rows to :meth:`Weighting.combine_gradients`, the
+  one hook a gradient method needs (a method that works on the raw rows, GradDrop or GradVac,
+  overrides it). Every method here (PCGrad, CAGrad, MGDA, IMTL-G) only needs the T×T Gram
+  matrix of the task gradients, so the combined gradient is ``Σ_i α_i g_i`` with α computed from
+  ``G Gᵀ`` by :meth:`GradientWeighting.coefficients`.
+
+What a method needs from the training step is declared on :class:`Weighting` as class attributes
+(``needs_task_gradients``, ``uses_shared``, ``mode`` with its allowed ``MODES``); the module reads
+them directly, never with a ``getattr`` default.
 
 Conventions shared by all methods:
 
@@ -31,7 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from peftlab.errors import ConfigError
+from peftlab.distributed import all_reduce_sum, world_size
+from peftlab.validators import check_choice
+
+#: :attr:`Weighting.mode` of methods whose per-task gradients are taken of the shared features.
+REPRESENTATION = "representation"
 
 
 class Weighting(nn.Module):
@@ -45,10 +55,19 @@ class Weighting(nn.Module):
     ``losses`` holds only the tasks present in the batch (mixed-task batches carry one task).
     """
 
-    #: True for methods that combine per-task gradients (manual optimisation in the module).
-    needs_task_gradients = False
-    #: True for methods that want ``combine(losses, shared=...)`` (GradNorm).
-    uses_shared = False
+    #: True for methods that combine per-task gradients in :meth:`combine_gradients` (the module
+    #: then trains with manual optimisation and ``per_task_backward``). Default: False.
+    needs_task_gradients: bool = False
+    #: True for methods that want ``combine(losses, shared=[tensors])``: the shared tensors their
+    #: gradient norms are taken on (GradNorm). Default: False.
+    uses_shared: bool = False
+    #: What the method's gradients are taken of (``strategy.weighting.mode``), one of :attr:`MODES`:
+    #: ``representation`` — the shared features; any other value — shared parameters (``params``:
+    #: all of them; GradNorm's ``layer``: the last shared weight matrix). Default: ``params``
+    #: (methods that look at no gradient keep it).
+    mode: str = "params"
+    #: The values :attr:`mode` may take; subclasses with a ``mode`` argument declare theirs.
+    MODES: tuple[str, ...] = ("params",)
 
     def __init__(self):
         super().__init__()
@@ -65,6 +84,24 @@ class Weighting(nn.Module):
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Same as :meth:`combine`."""
         return self.combine(losses)
+
+    @property
+    def on_representation(self) -> bool:
+        """True when :attr:`mode` takes gradients of the shared features rather than of shared parameters."""
+        return self.mode == REPRESENTATION
+
+    def check_mode(self, mode: str) -> str:
+        """``mode`` if it is one of :attr:`MODES`, else a ConfigError naming ``strategy.weighting.mode``."""
+        return check_choice("strategy.weighting.mode", mode, self.MODES)
+
+    def combine_gradients(self, rows: torch.Tensor, present: Sequence[int] | None = None, per_rank: bool = False) -> torch.Tensor:
+        """The shared update (length P) from the per-task gradient rows ``[T, P]`` (methods with
+        :attr:`needs_task_gradients` implement this; it is the only thing the step asks of them).
+
+        ``present``: the task index of each row. ``per_rank``: the rows are this rank's only (gradients
+        of the shared features, which differ per rank) rather than already averaged over DDP ranks.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not combine per-task gradients")
 
     def alpha(self) -> dict[str, float]:
         """Effective weight of each task at this point of training."""
@@ -100,9 +137,10 @@ class GradientWeighting(Weighting):
     """A method that combines per-task gradients ``g_i`` into one update ``Σ_i α_i g_i``.
 
     Subclasses implement :meth:`coefficients` from the Gram matrix ``A = G Gᵀ`` (float64 numpy,
-    T×T, tasks present in the batch only). The module does the rest: per-task gradients, DDP
-    averaging, writing ``.grad``. Each head (task-specific parameters) receives its own task's
-    gradient unweighted.
+    T×T, tasks present in the batch only); :meth:`combine_gradients` builds the Gram matrix (summed
+    over DDP ranks in ``representation`` mode) and the update. ``per_task_backward`` does the rest:
+    per-task gradients, DDP averaging, writing ``.grad``. Each head (task-specific parameters)
+    receives its own task's gradient unweighted.
 
     Args:
         mode: ``params`` — gradients of all shared parameters (T × shared-parameter floats kept
@@ -113,11 +151,11 @@ class GradientWeighting(Weighting):
     """
 
     needs_task_gradients = True
-    MODES = ("params", "representation")
+    MODES = ("params", REPRESENTATION)
 
     def __init__(self, mode: str = "params", seed: int = 0):
         super().__init__()
-        self.mode = check_choice("strategy.weighting.mode", mode, self.MODES)
+        self.mode = self.check_mode(mode)
         self.seed = int(seed)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_alpha", torch.empty(0))
@@ -131,11 +169,14 @@ class GradientWeighting(Weighting):
         """Combination weights α (length T) from the Gram matrix of the task gradients."""
         raise NotImplementedError
 
-    def combine_gradients(self, grads: torch.Tensor, present: Sequence[int] | None = None) -> torch.Tensor:
-        """``Σ_i α_i g_i`` for the rows of ``grads`` ([T, P]); records α for :meth:`alpha`."""
-        gram = (grads @ grads.T).double().cpu().numpy()  # T×T: float32 product, float64 solve
-        coeffs = self.record(self.coefficients(gram), present)
-        return coeffs.to(grads.dtype) @ grads
+    def combine_gradients(self, rows: torch.Tensor, present: Sequence[int] | None = None, per_rank: bool = False) -> torch.Tensor:
+        """``Σ_i α_i g_i`` for the rows ``g_i`` of ``rows`` ([T, P]), α from their Gram matrix; records α for :meth:`alpha`."""
+        if per_rank:  # the global gradient's Gram matrix = Σ_rank Gram / W² (rows of different samples)
+            gram = all_reduce_sum(rows.double() @ rows.double().T) / world_size() ** 2
+        else:
+            gram = (rows @ rows.T).double()  # T×T: float32 product, float64 solve
+        coeffs = self.record(self.coefficients(gram.cpu().numpy()), present)
+        return coeffs.to(rows) @ rows
 
     def record(self, coeffs: np.ndarray, present: Sequence[int] | None = None) -> torch.Tensor:
         """Store α of the present tasks (for :meth:`alpha`) and return it as a float32 tensor."""

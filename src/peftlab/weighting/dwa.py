@@ -8,7 +8,7 @@ import torch
 
 from peftlab.distributed import all_reduce_sum, rank
 from peftlab.weighting.base import Weighting
-from peftlab.validators import check_positive
+from peftlab.validators import check_int, check_positive
 
 
 class DWAWeighting(Weighting):
@@ -25,11 +25,8 @@ class DWAWeighting(Weighting):
     def __init__(self, temperature: float = 2.0, warmup_epochs: int = 2):
         super().__init__()
         self.temperature = check_positive("strategy.weighting.temperature", temperature)
-        if not isinstance(warmup_epochs, int) or warmup_epochs < 2:
-            from peftlab.errors import ConfigError
-
-            raise ConfigError("strategy.weighting.warmup_epochs", f"must be an integer >= 2 (the ratio needs two past epochs); got {warmup_epochs!r}")
-        self.warmup_epochs = warmup_epochs
+        # >= 2: the ratio of epoch means needs two past epochs
+        self.warmup_epochs = check_int("strategy.weighting.warmup_epochs", warmup_epochs, minimum=2)
         for name in ("weights", "history"):
             self.register_buffer(name, torch.empty(0, dtype=torch.float64))
         # this rank's running sums are plain tensors, not buffers: DDP broadcasts buffers from

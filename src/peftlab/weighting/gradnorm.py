@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from peftlab.distributed import all_reduce_mean, all_reduce_sum, world_size
-from peftlab.weighting.base import Weighting
-from peftlab.validators import check_choice, check_positive
+from peftlab.weighting.base import REPRESENTATION, Weighting
+from peftlab.validators import check_positive
 from peftlab.weighting.learned_logits import TaskLogits
 
 
@@ -34,13 +34,13 @@ class GradNormWeighting(Weighting):
     """
 
     uses_shared = True
-    MODES = ("layer", "representation")
+    MODES = ("layer", REPRESENTATION)
 
     def __init__(self, asymmetry: float = 1.5, w_lr: float = 0.025, mode: str = "layer"):
         super().__init__()
         self.asymmetry = check_positive("strategy.weighting.asymmetry", asymmetry, allow_zero=True)
         self.w_lr = check_positive("strategy.weighting.w_lr", w_lr)
-        self.mode = check_choice("strategy.weighting.mode", mode, self.MODES)
+        self.mode = self.check_mode(mode)
         self.register_buffer("initial", torch.empty(0, dtype=torch.float64))
 
     def setup(self, task_names: Sequence[str]) -> None:
@@ -66,7 +66,7 @@ class GradNormWeighting(Weighting):
         """‖∇ L_i‖ of each present task on ``shared``, with DDP global-batch semantics."""
         grads = [torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True) for loss in losses.values()]
         flat = torch.stack([torch.cat([(g if g is not None else torch.zeros_like(s)).reshape(-1).float() for g, s in zip(gs, shared)]) for gs in grads])
-        if self.mode == "layer":
+        if not self.on_representation:
             return all_reduce_mean(flat).norm(dim=1).double()
         sq = all_reduce_sum(flat.pow(2).sum(dim=1).double())  # representation: rows of different samples
         return sq.sqrt() / world_size()

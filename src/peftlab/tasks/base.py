@@ -1,0 +1,87 @@
+"""TaskType: what one kind of task is — its head, loss, metrics and labels.
+
+Everything that differs between kinds of task lives in one subclass per kind
+(:mod:`~peftlab.tasks.classification`, :mod:`~peftlab.tasks.regression`), registered by name
+with :func:`~peftlab.tasks.registry.register_task_type`; the model, the metrics and the data ask
+``spec.task_type`` instead of branching on the kind. A new kind is one new file (a registered
+subclass) plus its import in ``peftlab/tasks/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Protocol
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+
+
+class SpecFields(Protocol):
+    """What a task type reads of a :class:`~peftlab.tasks.spec.TaskSpec` (spec.py imports the
+    task types, so they name its fields instead of importing it)."""
+
+    name: str
+    num_classes: int
+
+
+class TaskType:
+    """One kind of task (stateless: every method takes the task's :class:`TaskSpec` when it needs it).
+
+    Class attributes a subclass sets:
+        name: the kind's name, as written in ``data.tasks[i].type``.
+        metrics: every metric a task of this kind may declare.
+        default_metrics: what a task computes when it declares no ``metrics`` (the first is its
+            default main metric).
+        main_metrics: the metrics that may be a task's main metric: higher is better (sweeps
+            maximise the mean of the main metrics).
+        stratify: whether a task's own source is split stratified by this task's labels.
+    """
+
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ()
+    default_metrics: ClassVar[tuple[str, ...]] = ()
+    main_metrics: ClassVar[tuple[str, ...]] = ()
+    stratify: ClassVar[bool] = False
+
+    # ------------------------------------------------------------- the spec
+    def num_classes(self, value: Any, key: str) -> int:
+        """The task's ``num_classes`` (``value``: as configured, None when left out) checked for
+        this kind; ``key`` names it in the ConfigError."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- the model
+    def out_dim(self, spec: SpecFields) -> int:
+        """Width of the task's head output."""
+        raise NotImplementedError
+
+    def make_head(self, in_dim: int, spec: SpecFields) -> nn.Module:
+        """The task's head: features ``[B, in_dim]`` → outputs ``[B, out_dim]`` (a linear layer)."""
+        return nn.Linear(in_dim, self.out_dim(spec))
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the given rows, computed in float32 (``output``: the head's, ``target``:
+        :meth:`targets`' for the same rows)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the metrics
+    def make_metric(self, name: str, spec: SpecFields) -> Metric:
+        """The torchmetrics object behind metric ``name`` (one of :attr:`metrics`) of task ``spec``."""
+        raise NotImplementedError
+
+    def metric_inputs(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(preds, target)`` that every metric of this kind is updated with."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- the labels
+    def label_column(self, labels: torch.Tensor) -> torch.Tensor:
+        """How a source's label column is stored in the batches' ``y`` (float32, NaN: not labelled)."""
+        return labels.float()
+
+    def check_labels(self, labels: torch.Tensor, spec: SpecFields) -> tuple[int, str, str] | None:
+        """The first labelled row this kind cannot take, as ``(row, spec field, what labels must
+        be)`` (the field is named in the ConfigError); None when every label is fine."""
+        return None
+
+    def targets(self, batch: Mapping[str, Any], t: int) -> torch.Tensor:
+        """Task ``t``'s targets for every row of ``batch`` (the loss and metrics select the rows)."""
+        return batch["y"][:, t]
