@@ -1,14 +1,21 @@
 # Two commands set everything up: `make train` and `make test`.
 # Both (re)build the project-local virtual environment .venv when it is missing or when
 # pyproject.toml changed since it was built.
+#
+#   make test       the fast tier (a few minutes): every test not marked slow or slurm, in-process
+#   make test-all   everything (CI, .ci/run): also the tests that launch train.py/eval.py/scripts,
+#                   DDP ranks and the real MiniLM example, and, as root, a local Slurm cluster
+#   make lint       ruff check and ruff format --check (configured in pyproject.toml)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.peftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
+FAST_TIER := not slow and not slurm
+LINTED := src tests scripts train.py eval.py
 
-.PHONY: train test venv clean-logs
+.PHONY: train test test-all lint venv clean-logs
 
 venv: $(STAMP)
 
@@ -28,8 +35,19 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
+# The line after pytest's own summary ("N deselected") runs whether the tests passed or not.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "$(FAST_TIER)" $(PYTEST_ARGS); status=$$?; \
+	echo "make test ran the fast tier only (-m \"$(FAST_TIER)\"); the deselected tests run with: make test-all"; \
+	exit $$status
+
+# PEFTLAB_SLURM_TESTS=1 lets tests/runs/test_slurm.py install and start a local Slurm cluster (root only; stopped at the end).
+test-all: $(STAMP)
+	PEFTLAB_SLURM_TESTS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 clean-logs:
 	rm -rf logs/*/ 

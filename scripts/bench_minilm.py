@@ -49,8 +49,8 @@ def train_one(overrides: list[str], sparsity: float | None, datamodule, epochs: 
 
     from peftlab.builders import build_model, build_strategy_callbacks
     from peftlab.callbacks.pruning import PruningCallback
-    from peftlab.pruning.criteria import Neurons
     from peftlab.config.compose import compose_train_config
+    from peftlab.pruning.criteria import Neurons
 
     cfg = compose_train_config(["experiment=tweets_minilm", *overrides], out_dir)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -59,10 +59,10 @@ def train_one(overrides: list[str], sparsity: float | None, datamodule, epochs: 
     if sparsity is not None:  # FFN units on the same schedule as the heads
         heads = callbacks[0]
         s = heads.schedule
-        callbacks.append(PruningCallback(criterion=Neurons(), schedule=s.kind, start_step=s.start_step, end_step=s.end_step,
-                                         every_n_steps=s.every_n_steps, final_sparsity=sparsity, include=FFN))
-    trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=callbacks, gradient_clip_val=None)
+        callbacks.append(PruningCallback(criterion=Neurons(), schedule=s.kind, start_step=s.start_step, end_step=s.end_step, every_n_steps=s.every_n_steps, final_sparsity=sparsity, include=FFN))
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, gradient_clip_val=None
+    )
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     return model, metrics, cfg
@@ -85,8 +85,8 @@ def count(model) -> tuple[int, int, int]:
 
 def export_in_place(model) -> dict[str, int]:
     """What scripts/export.py does to the weights: merge LoRA (if any) into the masked base, remove pruned units."""
-    from peftlab.pruning.compaction import compact
     from peftlab.export import merge_adapters
+    from peftlab.pruning.compaction import compact
 
     merge_adapters(model)
     return compact(model)
@@ -135,12 +135,13 @@ def main() -> None:
         model.eval()
         total, trainable, nonzero = count(model)
         removed = export_in_place(model) if sparsity is not None else {}
-        rows[name] = dict(metrics=metrics, total=total, trainable=trainable, nonzero=nonzero, removed=removed,
-                          exported=sum(p.numel() for p in model.parameters()), fit_s=time.perf_counter() - t0)
+        rows[name] = dict(metrics=metrics, total=total, trainable=trainable, nonzero=nonzero, removed=removed, exported=sum(p.numel() for p in model.parameters()), fit_s=time.perf_counter() - t0)
         models[name] = model
         r = rows[name]
-        print(f"{name}: done in {r['fit_s']:.0f} s; test {({k: round(v, 4) for k, v in metrics.items()})}; trainable {r['trainable']:,}, "
-              f"non-zero {r['nonzero']:,}, exported {r['exported']:,}", flush=True)
+        print(
+            f"{name}: done in {r['fit_s']:.0f} s; test { ({k: round(v, 4) for k, v in metrics.items()}) }; trainable {r['trainable']:,}, non-zero {r['nonzero']:,}, exported {r['exported']:,}",
+            flush=True,
+        )
     lat = latencies(models, inputs, args.repeats)
     text = report(rows, lat, args)
     print(text)

@@ -73,8 +73,7 @@ def report(results: dict[str, dict[int, dict]], args) -> str:
         f"{' '.join(map(str, seeds))} --subset {args.subset} --epochs {args.epochs} --lora-epochs {args.lora_epochs}`). "
         "Difference: recipe minus full on the same seed, mean and 95 % confidence interval over seeds.",
         "",
-        "| recipe | overrides | epochs | fit + test (s) | " + " | ".join(f"{k} (mean ± sd)" for k in METRICS) + " | "
-        + " | ".join(f"{k} − full [95 % CI]" for k in METRICS) + " |",
+        "| recipe | overrides | epochs | fit + test (s) | " + " | ".join(f"{k} (mean ± sd)" for k in METRICS) + " | " + " | ".join(f"{k} − full [95 % CI]" for k in METRICS) + " |",
         "|---|---|---|---|" + "---|" * (2 * len(METRICS)),
     ]
     for name, by_seed in results.items():
@@ -89,16 +88,17 @@ def report(results: dict[str, dict[int, dict]], args) -> str:
                 continue
             cells.append(paired_cell([by_seed[s][key] - results["full"][s][key] for s in seeds]))
         lines.append(f"| {name} | `{' '.join(RECIPES[name])}` | " + " | ".join(cells) + " |")
-    per_seed = ", ".join(
-        f"seed {s}: " + " / ".join(f"{results[n][s][METRICS['sentiment acc']]:.3f}" for n in results) for s in seeds
-    )
+    per_seed = ", ".join(f"seed {s}: " + " / ".join(f"{results[n][s][METRICS['sentiment acc']]:.3f}" for n in results) for s in seeds)
     if {"task_lora", "lora_share"} <= set(results):
         key = METRICS["sentiment acc"]
         diffs = [results["task_lora"][s][key] - results["lora_share"][s][key] for s in seeds]
         lines += ["", f"task_lora − lora_share, sentiment acc, paired: {paired_cell(diffs)}."]
-    lines += ["", f"Sentiment accuracy per seed ({' / '.join(results)}): {per_seed}.",
-              "", "Targets: LoRA within 1 point of full fine-tuning on sentiment (issue 10); task_lora at least as accurate "
-              "as lora_share (issue 11)."]
+    lines += [
+        "",
+        f"Sentiment accuracy per seed ({' / '.join(results)}): {per_seed}.",
+        "",
+        "Targets: LoRA within 1 point of full fine-tuning on sentiment (issue 10); task_lora at least as accurate as lora_share (issue 11).",
+    ]
     return "\n".join(lines)
 
 
@@ -132,8 +132,7 @@ def main() -> None:
             _, metrics, _ = train_one([*base, *RECIPES[name]], None, datamodule, epochs_of(name, args), work / f"{name}-{seed}")
             seconds = time.perf_counter() - t0
             results[name][seed] = {**metrics, "seconds": seconds}
-            print(f"seed {seed} {name}: {seconds:.0f} s; "
-                  + ", ".join(f"{k} {metrics[v]:.4f}" for k, v in METRICS.items()), flush=True)
+            print(f"seed {seed} {name}: {seconds:.0f} s; " + ", ".join(f"{k} {metrics[v]:.4f}" for k, v in METRICS.items()), flush=True)
     text = report(results, args)
     print(text)
     if args.write:

@@ -75,8 +75,11 @@ def module(path: Path, name: str) -> MultiTaskModule:
     """The MultiTaskModule a run with model=hf, strategy/sharing=<name>, equal weighting, norm clipping builds."""
     torch.manual_seed(0)
     return MultiTaskModule(
-        backbone=functools.partial(HFBackbone, name_or_path=str(path), pooling="cls"), tasks=TASKS, sharing=sharing(name),
-        weighting=EqualWeighting(), clipping=NormClipping(max_norm=1.0),
+        backbone=functools.partial(HFBackbone, name_or_path=str(path), pooling="cls"),
+        tasks=TASKS,
+        sharing=sharing(name),
+        weighting=EqualWeighting(),
+        clipping=NormClipping(max_norm=1.0),
         optimizer=lambda params: torch.optim.AdamW(params, lr=2e-5 if name == "full" else 5e-4, weight_decay=0.01),
     )
 
@@ -85,8 +88,14 @@ def batches(n: int, seq: int) -> list[dict]:
     """Fixed random token batches (full length, all tasks labelled)."""
     gen = torch.Generator().manual_seed(0)
     y = lambda: torch.stack([torch.randint(0, 2, (BATCH,), generator=gen).float(), torch.randint(0, 3, (BATCH,), generator=gen).float(), torch.randn(BATCH, generator=gen)], 1)  # noqa: E731
-    return [{"inputs": {"input_ids": torch.randint(0, VOCAB, (BATCH, seq), generator=gen), "attention_mask": torch.ones(BATCH, seq, dtype=torch.long)},
-             "y": y(), "task_mask": torch.ones(BATCH, 3, dtype=torch.bool)} for _ in range(n)]
+    return [
+        {
+            "inputs": {"input_ids": torch.randint(0, VOCAB, (BATCH, seq), generator=gen), "attention_mask": torch.ones(BATCH, seq, dtype=torch.long)},
+            "y": y(),
+            "task_mask": torch.ones(BATCH, 3, dtype=torch.bool),
+        }
+        for _ in range(n)
+    ]
 
 
 class EpochTimer(L.Callback):
@@ -104,8 +113,18 @@ class EpochTimer(L.Callback):
 
 def lightning_epoch(model: MultiTaskModule, loader, timer: EpochTimer) -> None:
     """One epoch of peftlab's step under a fresh Trainer (its start-up falls outside the timed epoch)."""
-    L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, use_distributed_sampler=False, callbacks=[timer], log_every_n_steps=50).fit(model, train_dataloaders=loader)
+    L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[timer],
+        log_every_n_steps=50,
+    ).fit(model, train_dataloaders=loader)
 
 
 def raw_epoch(model: MultiTaskModule, loader) -> float:
@@ -139,8 +158,9 @@ def peak_memory_child(path: Path, name: str, steps: int, seq: int) -> None:
     base = memory_mb("VmRSS")
     model = module(path, name)
     loader = torch.utils.data.DataLoader(batches(steps, seq), batch_size=None)
-    L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, use_distributed_sampler=False).fit(model, train_dataloaders=loader)
+    L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False).fit(
+        model, train_dataloaders=loader
+    )
     print(json.dumps({"peak_mb": memory_mb("VmHWM") - base}))
 
 
@@ -202,13 +222,17 @@ def main() -> None:
     ]
     for name in POLICIES:
         p = params[name]
-        lines.append(f"| {name} | {p['trainable']:,} | {p['trainable_pct']:.3f} % | {step_ms[name]:.0f} | {step_ms[name] / step_ms['full']:.2f}x | "
-                     f"{memory[name]:.0f} | {memory[name] / memory['full']:.2f}x |")
-    lines += ["", f"Heads (3 tasks: 2 + 3 classes + 1 regression on 768 features; all that frozen trains): {heads:,} parameters; "
-              f"LoRA r=8 on query/value without the heads: {params['lora']['trainable'] - heads:,} = "
-              f"{100 * (params['lora']['trainable'] - heads) / (params['lora']['total'] - heads):.3f} % of the encoder + adapter. "
-              "Targets: lora <= 0.75x full step time, <= 0.7x full peak memory.",
-              "peak MB: peak resident memory of a fresh process training 1 step (AdamW state is allocated in it), minus its resident memory after imports."]
+        lines.append(
+            f"| {name} | {p['trainable']:,} | {p['trainable_pct']:.3f} % | {step_ms[name]:.0f} | {step_ms[name] / step_ms['full']:.2f}x | {memory[name]:.0f} | {memory[name] / memory['full']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Heads (3 tasks: 2 + 3 classes + 1 regression on 768 features; all that frozen trains): {heads:,} parameters; "
+        f"LoRA r=8 on query/value without the heads: {params['lora']['trainable'] - heads:,} = "
+        f"{100 * (params['lora']['trainable'] - heads) / (params['lora']['total'] - heads):.3f} % of the encoder + adapter. "
+        "Targets: lora <= 0.75x full step time, <= 0.7x full peak memory.",
+        "peak MB: peak resident memory of a fresh process training 1 step (AdamW state is allocated in it), minus its resident memory after imports.",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.write:

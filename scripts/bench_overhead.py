@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -70,9 +69,17 @@ def main() -> None:
         raw_ms += [raw_epoch(raw_model, loader, raw_opt) for _ in range(block)]
         # a fresh Trainer per block: fit start-up (25-40 ms) falls outside the timed epochs
         trainer = L.Trainer(
-            accelerator="cpu", devices=1, max_epochs=block, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
-            callbacks=[timer], log_every_n_steps=cfg.trainer.log_every_n_steps,
+            accelerator="cpu",
+            devices=1,
+            max_epochs=block,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            use_distributed_sampler=False,
+            callbacks=[timer],
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
         )
         trainer.fit(pl_model, datamodule=dm)
     raw, ours = statistics.median(raw_ms[1:]), statistics.median(timer.per_step_ms[1:])

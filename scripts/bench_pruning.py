@@ -31,9 +31,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from peftlab.callbacks.pruning import PruningCallback  # noqa: E402
-from peftlab.pruning.criteria import Heads, Magnitude, Neurons  # noqa: E402
-from peftlab.pruning.compaction import compact  # noqa: E402
 from peftlab.config.compose import compose_train_config  # noqa: E402
+from peftlab.pruning.compaction import compact  # noqa: E402
+from peftlab.pruning.criteria import Heads, Magnitude, Neurons  # noqa: E402
 from peftlab.reporting.benchmark_doc import write_benchmark_section  # noqa: E402
 
 
@@ -104,8 +104,15 @@ def bench_structured(quick: bool) -> list[dict]:
     with torch.no_grad():
         t = interleaved({s: (lambda e=e: e(h)) for s, e in encs.items()}, repeats=3 if quick else 7)
     for s in levels:
-        rows.append({"model": f"BERT-base-shaped encoder layers ({layers}), batch 8, seq 128", "sparsity": s, "params": _ratio(encs[s], enc), "latency": t[s] / t[0.0],
-                     "shape": f"FFN {encs[s].layer[0].intermediate.dense.out_features}, heads {encs[s].layer[0].attention.self.num_attention_heads}"})
+        rows.append(
+            {
+                "model": f"BERT-base-shaped encoder layers ({layers}), batch 8, seq 128",
+                "sparsity": s,
+                "params": _ratio(encs[s], enc),
+                "latency": t[s] / t[0.0],
+                "shape": f"FFN {encs[s].layer[0].intermediate.dense.out_features}, heads {encs[s].layer[0].attention.self.num_attention_heads}",
+            }
+        )
     return rows
 
 
@@ -160,8 +167,19 @@ def bench_overhead(quick: bool) -> dict:
             cbs.append(PruningCallback(criterion=Magnitude(), schedule="cubic", start_step=0, end_step=50, every_n_steps=10, final_sparsity=0.5))
         elif kind == "lightning":
             cbs.append(ModelPruning("l1_unstructured", amount=0.5, use_global_unstructured=True, verbose=0))
-        trainer = L.Trainer(max_epochs=5, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, use_distributed_sampler=False, callbacks=cbs, limit_val_batches=0, num_sanity_val_steps=0)
+        trainer = L.Trainer(
+            max_epochs=5,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            callbacks=cbs,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
         import logging
 
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -251,33 +269,46 @@ def markdown(structured, csr, overhead, accuracy, quick: bool, seconds: float) -
     ]
     for r in structured:
         lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {r.get('shape', 'hidden ' + str(int(256 * (1 - r['sparsity']))))} | {r['params']:.2f}× | {r['latency']:.2f}× |")
-    lines += ["", "**Unstructured: CSR `torch.sparse.mm` vs dense matmul (weight 3072×768, 128 tokens, 1 thread)**", "",
-              "| sparsity | dense ms | CSR ms | CSR speed vs dense |", "|---|---|---|---|"]
+    lines += ["", "**Unstructured: CSR `torch.sparse.mm` vs dense matmul (weight 3072×768, 128 tokens, 1 thread)**", "", "| sparsity | dense ms | CSR ms | CSR speed vs dense |", "|---|---|---|---|"]
     for r in csr:
         verdict = "faster" if r["speedup"] > 1.05 else ("slower" if r["speedup"] < 0.95 else "break-even")
         lines.append(f"| {r['sparsity']:.0%} | {r['dense_ms']:.3f} | {r['csr_ms']:.3f} | {r['speedup']:.2f}× ({verdict}) |")
-    lines += ["", "Zeros inside a dense weight give no speed-up at all; CSR only pays off at high sparsity, so export stores CSR for file size, "
-              "and serving speed comes from structured removal.", "",
-              "**Training-step overhead on the digits MLP (5 epochs × 20 steps, masks updated every 10 steps until step 50; time between batch starts, all hooks included)**", "",
-              "| callback | median step ms | step time vs no pruning (median) | (mean, incl. mask updates) |", "|---|---|---|---|",
-              f"| none | {overhead['none']['median_ms']:.3f} | 1.00× | 1.00× |"]
+    lines += [
+        "",
+        "Zeros inside a dense weight give no speed-up at all; CSR only pays off at high sparsity, so export stores CSR for file size, and serving speed comes from structured removal.",
+        "",
+        "**Training-step overhead on the digits MLP (5 epochs × 20 steps, masks updated every 10 steps until step 50; time between batch starts, all hooks included)**",
+        "",
+        "| callback | median step ms | step time vs no pruning (median) | (mean, incl. mask updates) |",
+        "|---|---|---|---|",
+        f"| none | {overhead['none']['median_ms']:.3f} | 1.00× | 1.00× |",
+    ]
     for k, label in (("peftlab", "peftlab PruningCallback (magnitude, cubic)"), ("lightning", "Lightning ModelPruning (global L1, 0.5)")):
         o = overhead[k]
         lines.append(f"| {label} | {o['median_ms']:.3f} | {o['median_ratio']:.3f}× | {o['mean_ratio']:.3f}× |")
     lines.append("")
-    lines.append(f"The callback's own work per step (re-zeroing pruned weights with one fused multiply, schedule check) measured alone: "
-                 f"{overhead['hook_us']:.1f} µs, {overhead['hook_us'] / 1e3 / overhead['none']['median_ms']:.2%} of the median step above "
-                 f"and {overhead['hook_us'] / 1270:.2%} of the 1.27 ms raw PyTorch step in [peer-figures.md](peer-figures.md); the step-ratio columns also carry the machine's noise (other jobs share its 2 cores).")
+    lines.append(
+        f"The callback's own work per step (re-zeroing pruned weights with one fused multiply, schedule check) measured alone: "
+        f"{overhead['hook_us']:.1f} µs, {overhead['hook_us'] / 1e3 / overhead['none']['median_ms']:.2%} of the median step above "
+        f"and {overhead['hook_us'] / 1270:.2%} of the 1.27 ms raw PyTorch step in [peer-figures.md](peer-figures.md); the step-ratio columns also carry the machine's noise (other jobs share its 2 cores)."
+    )
     lines.append("[peer-figures.md](peer-figures.md): Lightning ModelPruning costs 1.13× per step (1.17× per epoch) on this model.")
     if accuracy:
-        lines += ["", "**Accuracy (digits, default 30-epoch runs, mean test accuracy of the 3 tasks, seeds 1-3)**", "",
-                  "| setting | reached sparsity | per seed (%) | mean (%) | vs dense (points) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "**Accuracy (digits, default 30-epoch runs, mean test accuracy of the 3 tasks, seeds 1-3)**",
+            "",
+            "| setting | reached sparsity | per seed (%) | mean (%) | vs dense (points) |",
+            "|---|---|---|---|---|",
+        ]
         for r in accuracy:
             dense = accuracy[3 if "lr 0.004" in r["setting"] else 0]["mean"]  # each against the dense run with its learning rate
             lines.append(f"| {r['setting']} | {r['sparsity']:.1%} | {', '.join(map(str, r['acc']))} | {r['mean']:.2f} | {r['mean'] - dense:+.2f} |")
         lines.append("")
-        lines.append("(structured sparsity = fraction of hidden neurons removed; accuracy is tested on the best checkpoint at final sparsity; "
-                     "the lr-0.004 rows compare with the dense lr-0.004 run. The last recipe was picked by trying five variants on these same seeds, so its gap is optimistic.)")
+        lines.append(
+            "(structured sparsity = fraction of hidden neurons removed; accuracy is tested on the best checkpoint at final sparsity; "
+            "the lr-0.004 rows compare with the dense lr-0.004 run. The last recipe was picked by trying five variants on these same seeds, so its gap is optimistic.)"
+        )
     return "\n".join(lines)
 
 

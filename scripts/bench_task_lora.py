@@ -36,8 +36,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from peftlab.callbacks.pruning import PruningCallback  # noqa: E402
-from peftlab.pruning.criteria import Heads, Neurons  # noqa: E402
 from peftlab.pruning.compaction import compact  # noqa: E402
+from peftlab.pruning.criteria import Heads, Neurons  # noqa: E402
 from peftlab.reporting.benchmark_doc import write_benchmark_section  # noqa: E402
 from peftlab.sharing.task_lora import TaskLoRA  # noqa: E402
 
@@ -151,7 +151,9 @@ def bench_training(quick: bool, threads: int) -> dict:
     for kind in steps:
         out = subprocess.run(
             [sys.executable, __file__, "--probe", kind, "--layers", str(layers), "--threads", str(threads)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         mem[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     return {"layers": layers, "batch": batch, "time": t, "mem": mem, "trainable": counts}

@@ -36,21 +36,45 @@ import torch
 from torch import nn
 
 from peftlab.builders import build_datamodule, build_model
-from peftlab.models import MultiTaskModule
-from peftlab.tasks import TaskSpec
 from peftlab.callbacks.step_timer import StepTimer
 from peftlab.config.compose import compose_train_config
+from peftlab.models import MultiTaskModule
 from peftlab.reporting.benchmark_doc import write_benchmark_section
+from peftlab.tasks import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "gradnorm:representation", "pcgrad", "pcgrad:representation", "cagrad", "mgda", "mgda:representation", "imtl", "imtl:representation"]
+METHODS = [
+    "equal",
+    "fixed",
+    "uncertainty",
+    "dwa",
+    "rlw",
+    "famo",
+    "gradnorm",
+    "gradnorm:representation",
+    "pcgrad",
+    "pcgrad:representation",
+    "cagrad",
+    "mgda",
+    "mgda:representation",
+    "imtl",
+    "imtl:representation",
+]
 LOSS_ONLY = {"fixed", "uncertainty", "dwa", "rlw", "famo"}
 # LibMTL's ratios from docs/peer-figures.md (3 tasks, same machine kind): (digits, BERT, BERT peak RSS)
 LIBMTL = {
-    "uncertainty": ("1.08", "1.00", "2.9 GB"), "dwa": ("1.05", "1.02", "2.9 GB"), "famo": ("1.40", "1.32", "3.0 GB"),
-    "gradnorm": ("2.66", "5.78", "7.7 GB"), "gradnorm:representation": ("1.70", "1.02", "3.0 GB"), "pcgrad": ("2.36", "4.72", "6.0 GB"),
-    "cagrad": ("3.74", "3.79", "5.5 GB"), "mgda": ("3.75", "4.90", "6.4 GB"), "imtl": ("2.73", "7.45", "8.9 GB"),
-    "mgda:representation": ("2.94", "1.00", "3.1 GB"), "imtl:representation": ("1.74", "0.99", "3.1 GB"), "equal": ("1.00", "1.00", "2.9 GB"),
+    "uncertainty": ("1.08", "1.00", "2.9 GB"),
+    "dwa": ("1.05", "1.02", "2.9 GB"),
+    "famo": ("1.40", "1.32", "3.0 GB"),
+    "gradnorm": ("2.66", "5.78", "7.7 GB"),
+    "gradnorm:representation": ("1.70", "1.02", "3.0 GB"),
+    "pcgrad": ("2.36", "4.72", "6.0 GB"),
+    "cagrad": ("3.74", "3.79", "5.5 GB"),
+    "mgda": ("3.75", "4.90", "6.4 GB"),
+    "imtl": ("2.73", "7.45", "8.9 GB"),
+    "mgda:representation": ("2.94", "1.00", "3.1 GB"),
+    "imtl:representation": ("1.74", "0.99", "3.1 GB"),
+    "equal": ("1.00", "1.00", "2.9 GB"),
 }
 
 
@@ -121,8 +145,10 @@ def bert_models(methods: list[str]) -> tuple[dict[str, MultiTaskModule], object]
         cfg = compose_train_config(method_overrides(m), output_dir="/tmp/peftlab-bench/run")
         torch.manual_seed(0)
         models[m] = MultiTaskModule(
-            backbone=lambda: shared, tasks=tasks,
-            weighting=instantiate(cfg.strategy.weighting), clipping=instantiate(cfg.strategy.clipping),
+            backbone=lambda: shared,
+            tasks=tasks,
+            weighting=instantiate(cfg.strategy.weighting),
+            clipping=instantiate(cfg.strategy.clipping),
             optimizer=lambda params: torch.optim.SGD(params, lr=1e-5),  # stateless: the shared encoder needs no per-method state
         )
     gen = torch.Generator().manual_seed(0)
@@ -149,10 +175,21 @@ def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool
     for r in range(rounds + warmup):
         # rotate the order every round: the first method of a round pays for the previous
         # round's clean-up (allocator, caches) on a loaded machine
-        for m in names[r % len(names):] + names[: r % len(names)]:
+        for m in names[r % len(names) :] + names[: r % len(names)]:
             model = models[m]
             timer = StepTimer()
-            trainer = L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, callbacks=[timer], num_sanity_val_steps=0)
+            trainer = L.Trainer(
+                accelerator="cpu",
+                max_steps=steps,
+                limit_val_batches=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                use_distributed_sampler=False,
+                callbacks=[timer],
+                num_sanity_val_steps=0,
+            )
             with PeakRSS(memory) as mem:
                 if isinstance(data, L.LightningDataModule):
                     trainer.fit(model, datamodule=data)

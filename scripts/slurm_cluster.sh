@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster on this machine, for the SLURM tests (tests/test_slurm.py).
+# A real one-node Slurm cluster on this machine, for the SLURM tests (tests/runs/test_slurm.py), which
+# start it only when asked: PEFTLAB_SLURM_TESTS=1 (`make test-all` and .ci/run set it).
 #
 #   scripts/slurm_cluster.sh start    install the Debian packages when missing, write the configs,
 #                                     start munge, MariaDB, slurmdbd, slurmctld, slurmd; wait for `idle`

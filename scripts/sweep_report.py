@@ -1,6 +1,6 @@
 """Rebuild a multirun's report (summary.csv, summary.md, summary.png) from its job directories.
 
-    python scripts/sweep_report.py logs/train/multiruns/<sweep dir>
+python scripts/sweep_report.py logs/train/multiruns/<sweep dir>
 """
 
 import argparse

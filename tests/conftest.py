@@ -1,4 +1,9 @@
-"""Shared test helpers: compose configs in-process, or run the real commands in a subprocess."""
+"""Shared test helpers: compose configs in-process, or run the real commands in a subprocess.
+
+Tiers: `make test` runs ``-m "not slow and not slurm"`` and says how many tests it left to
+`make test-all`, which runs everything (the `slurm` tests start a local cluster only when
+PEFTLAB_SLURM_TESTS=1, which `make test-all` sets). Markers are described in pyproject.toml.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import peftlab.cli  # noqa: F401  (registers the config resolvers)
 from peftlab.config.compose import compose_train_config
@@ -38,6 +43,17 @@ def make_cfg(tmp_path):
     return _make
 
 
+@pytest.fixture(scope="session")
+def base_cfg(tmp_path_factory) -> DictConfig:
+    """The default training config exactly as ``make_cfg()`` composes it, composed once per session.
+
+    Read-only: for tests that only read the default config; a test that changes a config uses ``make_cfg``.
+    """
+    cfg = compose_config(list(FAST), tmp_path_factory.mktemp("base_cfg"))
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
 def run_cli(script: str, *overrides: str, log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``python <script> <overrides>`` from the repository root with logs under ``log_dir``."""
     cmd = [sys.executable, str(ROOT / script), *overrides, f"paths.log_dir={log_dir}"]
@@ -54,3 +70,20 @@ def metrics_files(log_dir: Path) -> list[Path]:
 def read_json(path: Path) -> dict:
     """Parse a JSON file."""
     return json.loads(Path(path).read_text())
+
+
+# ---- tiers: say what `make test` left out ---------------------------------------------------------
+
+TIER_MARKS = ("slow", "slurm")
+_left_to_test_all: list[str] = []
+
+
+def pytest_deselected(items):
+    """Remember deselected tests that belong to a slower tier (marked slow or slurm)."""
+    _left_to_test_all.extend(item.nodeid for item in items if any(item.get_closest_marker(m) for m in TIER_MARKS))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming how many slow/slurm tests this run left out and the command that runs them."""
+    if _left_to_test_all:
+        terminalreporter.write_line(f"{len(_left_to_test_all)} tests marked slow or slurm were left out: `make test-all` runs them")

@@ -20,8 +20,16 @@ def save_tiny_bert(path: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=INTERMEDIATE,
-                        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=INTERMEDIATE,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(config).save_pretrained(path)
     return path
 
@@ -31,8 +39,7 @@ def save_tiny_gpt2(path: Path) -> Path:
     from transformers import GPT2Config, GPT2Model
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
     GPT2Model(config).save_pretrained(path)
     return path
 
@@ -55,15 +62,17 @@ def hf_module(path: Path, sharing, pooling: str = "cls", lr: float = 1e-2, **kwa
     """A MultiTaskModule on the model saved at ``path`` with the given sharing policy."""
     torch.manual_seed(0)
     return MultiTaskModule(
-        backbone=functools.partial(HFBackbone, name_or_path=str(path), pooling=pooling), tasks=TASKS, sharing=sharing,
-        optimizer=lambda params: torch.optim.AdamW(params, lr=lr), **kwargs,
+        backbone=functools.partial(HFBackbone, name_or_path=str(path), pooling=pooling),
+        tasks=TASKS,
+        sharing=sharing,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=lr),
+        **kwargs,
     )
 
 
 def quick_trainer(root: Path | None = None, **kwargs) -> L.Trainer:
     """A quiet CPU trainer (no logger; checkpoints only when ``root`` is given)."""
-    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                     enable_checkpointing=root is not None, default_root_dir=root, **kwargs)
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=root is not None, default_root_dir=root, **kwargs)
 
 
 @torch.no_grad()

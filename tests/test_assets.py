@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from peftlab.packaged_assets import packaged_data_path, pretrained_path
 from peftlab.data.tokenize import load_tokenizer
+from peftlab.packaged_assets import packaged_data_path, pretrained_path
 
 
 def test_minilm_is_unpacked_once_and_its_tokenizer_loads(tmp_path, monkeypatch):

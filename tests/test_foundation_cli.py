@@ -38,6 +38,7 @@ def finished_run(tmp_path_factory):
         ("data.test_fraction=0", "data.test_fraction: must be a number in (0, 1)"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_naming_the_key(finished_run, override, key):
     log_dir, metrics, snapshot = finished_run
     result = run_cli("train.py", *QUICK, override, log_dir=log_dir)
@@ -53,12 +54,14 @@ def test_bad_input_is_one_line_naming_the_key(finished_run, override, key):
         assert key.split(":")[0] in read_json(failed[-1])["error"]
 
 
+@pytest.mark.slow
 def test_eval_with_a_missing_checkpoint_fails_cleanly(tmp_path):
     result = run_cli("eval.py", "ckpt_path=/nonexistent/best.ckpt", log_dir=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ckpt_path: /nonexistent/best.ckpt: no such file")
 
 
+@pytest.mark.slow
 def test_eval_cli_reproduces_test_metrics(finished_run, tmp_path):
     _, metrics, _ = finished_run
     trained = read_json(metrics)
@@ -104,6 +107,7 @@ def test_wandb_logs_offline_without_an_api_key(tmp_path):
     assert len(runs) == 1 and runs[0].stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_run_dirs_are_unique_per_process():
     code = "from peftlab.runs.run_identity import run_id; print(run_id({}))"  # clusters: run dir name outside SLURM
     uids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout for _ in range(3)}

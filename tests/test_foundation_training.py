@@ -63,10 +63,7 @@ def test_fixed_alpha_scales_each_task_loss(make_cfg):
     model = build_model(cfg)
     batch = dm.splits["train"][list(range(32))]
     out = model(batch["inputs"])
-    by_hand = sum(
-        a * torch.nn.functional.cross_entropy(out[name], batch["y"][:, t].long())
-        for t, (a, name) in enumerate(zip(alpha, ["digit", "parity", "high"]))
-    )
+    by_hand = sum(a * torch.nn.functional.cross_entropy(out[name], batch["y"][:, t].long()) for t, (a, name) in enumerate(zip(alpha, ["digit", "parity", "high"])))
     combined = model.weighting(model.task_losses(out, batch))
     assert float(combined) == pytest.approx(float(by_hand), rel=1e-6)
     # and the gradient follows α: zeroing a task's weight removes its gradient from its head
@@ -84,6 +81,7 @@ def test_fixed_alpha_normalize_rescales_to_task_count(make_cfg):
     assert model.weighting.alpha() == pytest.approx({"digit": 1.5, "parity": 0.75, "high": 0.75})
 
 
+@pytest.mark.slow
 def test_separate_strategy_has_one_backbone_per_task(make_cfg):
     shared = train(make_cfg())
     separate = train(make_cfg("strategy=separate"))
@@ -102,6 +100,7 @@ def test_mixed_mode_trains(make_cfg):
     assert acc["digit"] > 0.6 and acc["parity"] > 0.7 and acc["high"] > 0.7, acc
 
 
+@pytest.mark.slow
 def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path):
     """An interrupted run resumed from last.ckpt ends exactly where an uninterrupted one does."""
     from pathlib import Path
@@ -119,6 +118,7 @@ def test_resuming_from_last_checkpoint_gives_the_same_weights(make_cfg, tmp_path
     assert resumed["tasks"] == full["tasks"]
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_rewritten_every_epoch(make_cfg):
     """last.ckpt (what a killed run resumes from) follows training even when val/score stops improving."""
     from pathlib import Path

@@ -10,9 +10,16 @@ from conftest import read_json, run_cli
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["debug=limit_batches", "trainer.max_epochs=1", "callbacks=none", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "strategy.pruning.start_step=1", "strategy.pruning.end_step=4",
-         "strategy.pruning.every_n_steps=1"]
+QUICK = [
+    "debug=limit_batches",
+    "trainer.max_epochs=1",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "strategy.pruning.start_step=1",
+    "strategy.pruning.end_step=4",
+    "strategy.pruning.every_n_steps=1",
+]
 
 
 def test_optuna_search_records_the_best_trial_and_continues(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from peftlab.errors import ConfigError
 from peftlab.builders import check_distribution_strategy
+from peftlab.errors import ConfigError
 
 
 @pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true"])

@@ -26,6 +26,7 @@ def sentence(i: int, n_words: int) -> str:
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     """A CSV file (values containing commas are quoted)."""
+
     def cell(v):
         s = str(v)
         return f'"{s}"' if "," in s else s

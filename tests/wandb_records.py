@@ -28,8 +28,8 @@ def read_records(path: str | Path) -> list[Any]:
         if space < 7:  # block trailer padding
             pos += space
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:  # zero padding
             continue

@@ -12,9 +12,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from peftlab.errors import ConfigError
-from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
 from peftlab.callbacks.slurm_requeue import lightning_slurm_plugins
+from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
+from peftlab.errors import ConfigError
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -112,7 +112,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
 
 
 # Refuse Lightning distribution strategies that start their worker processes from inside ``fit``.
-# 
+#
 # ``ddp_spawn`` / ``ddp_fork`` / ``ddp_notebook`` train in child processes and hand only the
 # weights and logged metrics back to the main process. Everything else a run reports lives in
 # the children and is lost: the test metrics and pruning history behind ``metrics.json``, the step

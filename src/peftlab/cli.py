@@ -11,16 +11,16 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.config import CONFIG_DIR
+from peftlab.config.command_line import misused_argument
+from peftlab.config.group_options import unknown_group_option
+from peftlab.config.override_keys import unknown_override_key
+from peftlab.config.resolvers import register_resolvers
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
 from peftlab.runs.auto_resume import RunDirInUse, run_or_continue
-from peftlab.config.command_line import misused_argument
 from peftlab.runs.library_warnings import quiet_framework_noise
-from peftlab.config.group_options import unknown_group_option
 from peftlab.runs.multirun_ddp import child_argv, prepare_job
-from peftlab.config.override_keys import unknown_override_key
 from peftlab.runs.slurm_signals import exit_on_sigterm_under_slurm
-from peftlab.config.resolvers import register_resolvers
 
 register_resolvers()
 log = logging.getLogger(__name__)

@@ -92,8 +92,15 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     with atomic_path(out_path) as tmp:  # a failed export never leaves a half-written `out`
         torch.save(payload, tmp)
     return {
-        "out": str(out_path), "params_before": params_before, "params_after": params_after, "removed": removed,
-        "sparse": use_sparse, "max_abs_diff": diff, "merged_lora": merged, "bytes_out": out_path.stat().st_size, "bytes_dense": bytes_dense,
+        "out": str(out_path),
+        "params_before": params_before,
+        "params_after": params_after,
+        "removed": removed,
+        "sparse": use_sparse,
+        "max_abs_diff": diff,
+        "merged_lora": merged,
+        "bytes_out": out_path.stat().st_size,
+        "bytes_dense": bytes_dense,
     }
 
 

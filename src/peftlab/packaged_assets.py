@@ -9,11 +9,11 @@ with ``from_pretrained``, offline.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
 import zipfile
-import importlib.util
 from pathlib import Path
 
 from peftlab.errors import ConfigError

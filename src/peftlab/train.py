@@ -12,16 +12,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
-from peftlab.errors import ConfigError
-from peftlab.reporting import count_parameters, report_run, sharing_comparison
 from peftlab.callbacks.alpha_trajectory import AlphaTrajectory
-from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
-from peftlab.checkpoints.mismatch import checkpoint_mismatch
-from peftlab.reporting.wandb_run import log_final_report
 from peftlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from peftlab.callbacks.rng_state import RngStateInCheckpoint
 from peftlab.callbacks.slurm_requeue import RequeueOnSignal
 from peftlab.callbacks.step_timer import StepTimer
+from peftlab.checkpoints.mismatch import checkpoint_mismatch
+from peftlab.errors import ConfigError
+from peftlab.reporting import count_parameters, report_run, sharing_comparison
+from peftlab.reporting.run_reports import prunable_from_callbacks, reports_from_callbacks
+from peftlab.reporting.wandb_run import log_final_report
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -35,9 +35,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(cfg)
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [
-        timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint(), RequeueOnSignal(run_dir / "checkpoints")
-    ]
+    callbacks = build_callbacks(cfg) + build_strategy_callbacks(cfg) + [timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint(), RequeueOnSignal(run_dir / "checkpoints")]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg), model)
     for lg in trainer.loggers:
         lg.log_hyperparams(resolved)

@@ -48,10 +48,7 @@ class LRScheduleFollowsBudget(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Remember every scheduler as configured for this run (before a checkpoint overwrites it)."""
-        self.fresh = [
-            (copy.deepcopy(c.scheduler.state_dict()), [g.get("initial_lr", g["lr"]) for g in c.scheduler.optimizer.param_groups])
-            for c in trainer.lr_scheduler_configs
-        ]
+        self.fresh = [(copy.deepcopy(c.scheduler.state_dict()), [g.get("initial_lr", g["lr"]) for g in c.scheduler.optimizer.param_groups]) for c in trainer.lr_scheduler_configs]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After a restore with another budget: replay each scheduler under the new budget."""
@@ -84,10 +81,7 @@ class LRScheduleFollowsBudget(L.Callback):
                     f"step {steps} under the new one ({' '.join(str(err).split())[:160]}); resume with the checkpoint's trainer.max_epochs/max_steps",
                 ) from None
             after = [g["lr"] for g in groups]
-            rank_zero_info(
-                f"trainer budget changed since the checkpoint ({what}): {type(scheduler).__name__} now follows the new budget; "
-                f"lr {_fmt(before)} -> {_fmt(after)} at scheduler step {steps}"
-            )
+            rank_zero_info(f"trainer budget changed since the checkpoint ({what}): {type(scheduler).__name__} now follows the new budget; lr {_fmt(before)} -> {_fmt(after)} at scheduler step {steps}")
 
     def _schedulers_differ(self, trainer: L.Trainer) -> bool:
         """Whether a restored scheduler's settings (all but its position) differ from the configured ones."""

@@ -255,6 +255,12 @@ class PruningCallback(L.Callback):
         """Per-layer sparsity, unit sparsity, schedule history, rank agreement and a bar-chart PNG."""
         unit = self.measured_sparsity() if self.criterion.structured and self.groups else None
         return schedule_report(
-            self.prunable_parameters(model), self.criterion.name, self.schedule, self.progress.history, self.weights.masks(), run_dir,
-            unit_sparsity=unit, write_plot=rank_zero_only.rank == 0,
+            self.prunable_parameters(model),
+            self.criterion.name,
+            self.schedule,
+            self.progress.history,
+            self.weights.masks(),
+            run_dir,
+            unit_sparsity=unit,
+            write_plot=rank_zero_only.rank == 0,
         )

@@ -62,6 +62,5 @@ def checkpoint_mismatch(exc: BaseException, ckpt_path: str, saved: dict | None, 
     what = f"; it differs in {'; '.join(diffs)}" if diffs else ""
     return ConfigError(
         "ckpt_path",
-        f"{ckpt_path} holds a model built from another config ({'; '.join(parts) or 'tensors differ'}){what}; "
-        "resume with the overrides of the run that wrote it (its .hydra/overrides.yaml)",
+        f"{ckpt_path} holds a model built from another config ({'; '.join(parts) or 'tensors differ'}){what}; resume with the overrides of the run that wrote it (its .hydra/overrides.yaml)",
     )

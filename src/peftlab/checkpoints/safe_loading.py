@@ -48,6 +48,7 @@ def check_state_dict_matches(model: nn.Module, state_dict: Mapping[str, torch.Te
     Pruning masks (``*_mask``; ``*_orig`` of torch.nn.utils.prune) are left out of the
     comparison: a freshly built model gets them when the checkpoint is loaded.
     """
+
     def base(name: str) -> str | None:
         if name.endswith("_mask"):
             return None

@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from peftlab.clipping.base import Clipping
-from peftlab.validators import check_positive
 from peftlab.errors import ConfigError
+from peftlab.validators import check_positive
 
 
 class AGCClipping(Clipping):

@@ -65,8 +65,7 @@ class NonFiniteGuard:
         log.warning("skipped a training step: non-finite %s (task: %s); %d in a row", what, names, self.consecutive)
         if self.consecutive >= self.max_bad_steps:
             raise NonFiniteError(
-                f"training stopped after {self.consecutive} consecutive steps with a non-finite {what} "
-                f"(task: {names}); lower the learning rate, check that task's data, or raise {key}"
+                f"training stopped after {self.consecutive} consecutive steps with a non-finite {what} (task: {names}); lower the learning rate, check that task's data, or raise {key}"
             )
 
     def record_good(self) -> None:

@@ -30,6 +30,3 @@ class NormClipping(Clipping):
 
 def _params(optimizer):
     return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-
-
-

@@ -13,8 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 # Hydra 1.3's command-line flags (hydra/_internal/utils.py get_args_parser; not a public API, so
 # listed here): those that take a value, and those that do not.
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                    "--experimental-rerun"}
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 FLAGS_WITH_OPTIONAL_VALUE = {"--info", "-i"}
 INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 FLAGS = {"-h", "--help", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m", "--shell-completion", "-sc"}
@@ -35,8 +34,7 @@ def misused_argument(args: Sequence[str]) -> str | None:
             elif flag in FLAGS_WITH_OPTIONAL_VALUE:
                 expect_value = "=" not in arg and i + 1 < len(args) and args[i + 1] in INFO_VALUES
             elif flag not in FLAGS:
-                return (f"{arg}: not an option; settings are key=value overrides (e.g. trainer.max_epochs=3), "
-                        "flags are -m/--multirun, --cfg job, --info, --help")
+                return f"{arg}: not an option; settings are key=value overrides (e.g. trainer.max_epochs=3), flags are -m/--multirun, --cfg job, --info, --help"
             continue
         try:
             parser.parse_overrides([arg])

@@ -26,6 +26,7 @@ def _sqlite_url(path: str) -> str:
     file.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{file}"
 
+
 #: Environment variable that, when set, names the project root (where ``logs/`` and ``data/`` live).
 ROOT_ENV = "PEFTLAB_ROOT"
 
@@ -51,13 +52,13 @@ def register_resolvers() -> None:
     resolves the same sweep dir.
     """
     resolvers = {
-        "peftlab_uid": (launch_uid, False),            # unique per launch (kept for old configs)
-        "peftlab_root": (project_root, True),          # the project root (logs/, data/ live there)
-        "peftlab_run_id": (run_id, True),              # run/sweep dir name: SLURM job id or date_time_uid
-        "peftlab_logger_id": (logger_run_id, False),   # W&B run id from the run dir (same after requeue)
-        "peftlab_sweep_group": (sweep_group, False),   # W&B group: the sweep's name inside a multirun
+        "peftlab_uid": (launch_uid, False),  # unique per launch (kept for old configs)
+        "peftlab_root": (project_root, True),  # the project root (logs/, data/ live there)
+        "peftlab_run_id": (run_id, True),  # run/sweep dir name: SLURM job id or date_time_uid
+        "peftlab_logger_id": (logger_run_id, False),  # W&B run id from the run dir (same after requeue)
+        "peftlab_sweep_group": (sweep_group, False),  # W&B group: the sweep's name inside a multirun
         "peftlab_gpus_per_node": (_gpus_per_node, False),  # SLURM GPUs from trainer.accelerator/devices
-        "peftlab_sqlite_url": (_sqlite_url, False),    # Optuna study storage under the log dir
+        "peftlab_sqlite_url": (_sqlite_url, False),  # Optuna study storage under the log dir
     }
     for name, (fn, cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -11,6 +11,15 @@ from peftlab.data.tweets import TweetsSource
 from peftlab.tasks import TaskSpec, parse_task_specs
 
 __all__ = [
-    "MultiTaskDataModule", "DigitsSource", "GlueSource", "LocalFileSource", "LabelledTable", "TextFileSource",
-    "TextColumn", "TokenizedTexts", "TweetsSource", "TaskSpec", "parse_task_specs",
+    "MultiTaskDataModule",
+    "DigitsSource",
+    "GlueSource",
+    "LocalFileSource",
+    "LabelledTable",
+    "TextFileSource",
+    "TextColumn",
+    "TokenizedTexts",
+    "TweetsSource",
+    "TaskSpec",
+    "parse_task_specs",
 ]

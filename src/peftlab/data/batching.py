@@ -114,8 +114,7 @@ class ShuffledBatches(_EpochSampler):
     of steps.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 lengths: torch.Tensor | None = None):
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, lengths: torch.Tensor | None = None):
         super().__init__(seed)
         self.n, self.batch_size, self.rank, self.world_size = num_samples, batch_size, rank, world_size
         self.lengths = lengths  # row lengths for length-bucketed batches (None: plain shuffle)

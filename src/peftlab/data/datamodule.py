@@ -174,7 +174,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         if is_text(x):
             raise ConfigError("data.input_shape", "applies to feature tensors only; set it to null for text data")
         if tuple(x.shape[1:]) != self._input_shape:
-            raise ConfigError("data.input_shape", f"is {list(self._input_shape)} but the source's inputs have shape {list(x.shape[1:])} (data=local_file: one entry, the number of data.source.features)")
+            raise ConfigError(
+                "data.input_shape", f"is {list(self._input_shape)} but the source's inputs have shape {list(x.shape[1:])} (data=local_file: one entry, the number of data.source.features)"
+            )
 
     def _arrange(self, x: Any, y: torch.Tensor, offset: int) -> tuple[MultiTaskTensors, list[torch.Tensor]]:
         mask = ~y.isnan()
@@ -212,8 +214,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         # Its own generator: otherwise every iter(loader) draws a worker base seed from the global
         # torch RNG, and a resumed run (which creates its iterators at other moments) would drift.
         generator = torch.Generator().manual_seed(self.seed)
-        return loader_class(self.splits[split], sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                            persistent_workers=self.num_workers > 0, generator=generator)
+        return loader_class(self.splits[split], sampler=sampler, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=generator)
 
     def _lengths(self, split: str) -> torch.Tensor | None:
         x = self.splits[split].x

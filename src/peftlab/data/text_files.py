@@ -60,8 +60,9 @@ class TextFileSource:
             (classification) or numbers (regression).
     """
 
-    def __init__(self, train: str, validation: str | None = None, test: str | None = None, text: str = "text",
-                 text_pair: str | None = None, label: str = "label", classes: Sequence[Any] | None = None):
+    def __init__(
+        self, train: str, validation: str | None = None, test: str | None = None, text: str = "text", text_pair: str | None = None, label: str = "label", classes: Sequence[Any] | None = None
+    ):
         self.files = {"train": train, "val": validation, "test": test}
         self.text, self.text_pair, self.label = text, text_pair, label
         self.classes = [str(c) for c in classes] if classes is not None else None

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from peftlab.packaged_assets import pretrained_path
 from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.errors import ConfigError
+from peftlab.packaged_assets import pretrained_path
 
 _CHUNK = 4096  # texts per tokenizer call
 

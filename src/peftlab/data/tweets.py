@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from peftlab.packaged_assets import packaged_data_path
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import read_frame
 from peftlab.data.text_inputs import TextColumn
 from peftlab.errors import ConfigError
+from peftlab.packaged_assets import packaged_data_path
 
 SENTIMENTS = ("negative", "neutral", "positive")
 ROWS = 38_158  # rows of the corpus; 5,460 have no confidence

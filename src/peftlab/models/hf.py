@@ -8,21 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from peftlab.packaged_assets import pretrained_path
 from peftlab.errors import ConfigError
 from peftlab.models.pooling import POOLINGS, pool
+from peftlab.packaged_assets import pretrained_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def looks_local(name_or_path: str) -> bool:
     """Whether ``name_or_path`` names a directory rather than a hub id (``org/name`` or ``name``)."""
-    return (
-        os.path.exists(name_or_path)
-        or name_or_path.startswith(("/", "./", "../", "~", "."))
-        or "\\" in name_or_path
-        or name_or_path.count("/") > 1
-    )
+    return os.path.exists(name_or_path) or name_or_path.startswith(("/", "./", "../", "~", ".")) or "\\" in name_or_path or name_or_path.count("/") > 1
 
 
 def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: str | None = None) -> nn.Module:

@@ -25,15 +25,15 @@ import torch
 from torch import nn
 
 from peftlab.batch import Inputs, call_body, inputs_size
+from peftlab.checkpoints.trainable_state import drop_frozen_weights, restore_frozen_weights
 from peftlab.clipping import Clipping, NoClipping, drop_grads, global_norm, grads_of
 from peftlab.clipping.guard import NonFiniteGuard, zero_loss
 from peftlab.distributed import world_size
 from peftlab.errors import ConfigError
 from peftlab.models.heads import TaskHeads
 from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, per_task_backward
-from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.models.task_metrics import TaskMetrics
-from peftlab.checkpoints.trainable_state import drop_frozen_weights, restore_frozen_weights
+from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.pruning.reparametrization import restore_pruning_reparam
 from peftlab.sharing import FullSharing
 from peftlab.tasks import TaskSpec, parse_task_specs
@@ -154,10 +154,15 @@ class MultiTaskModule(L.LightningModule):
         shared = self.body.shared_parameters()
         skip = {id(p) for p in shared} | {id(p) for p in self.weighting.parameters()}
         return per_task_backward(
-            losses, shared, [p for p in self.trainable_parameters() if id(p) not in skip], self.weighting,  # rest: heads (+ per-task backbones)
+            losses,
+            shared,
+            [p for p in self.trainable_parameters() if id(p) not in skip],
+            self.weighting,  # rest: heads (+ per-task backbones)
             features=shared_representation(features) if self.weighting.on_representation else None,
-            grad_scale=loss_scale(scaler, next(iter(losses.values())).device), clip_rows=self.clipping.clip_rows if self.clipping.per_task else None,
-            accumulation=self.accumulate_grad_batches, skip_non_finite=scaler is None,
+            grad_scale=loss_scale(scaler, next(iter(losses.values())).device),
+            clip_rows=self.clipping.clip_rows if self.clipping.per_task else None,
+            accumulation=self.accumulate_grad_batches,
+            skip_non_finite=scaler is None,
         )
 
     def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:

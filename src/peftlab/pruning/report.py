@@ -76,8 +76,14 @@ def write_sparsity_plot(layers: dict, path: Path, history: list | None = None, t
 
 
 def schedule_report(
-    prunable: list[tuple[str, torch.Tensor]], criterion: str, schedule, history: list, masks: list[torch.Tensor], run_dir: Path,
-    unit_sparsity: float | None = None, write_plot: bool = True,
+    prunable: list[tuple[str, torch.Tensor]],
+    criterion: str,
+    schedule,
+    history: list,
+    masks: list[torch.Tensor],
+    run_dir: Path,
+    unit_sparsity: float | None = None,
+    write_plot: bool = True,
 ) -> dict:
     """A pruning run's report: per-layer sparsity, unit sparsity (structured), schedule history,
     DDP rank agreement, and ``sparsity_per_layer.png`` in ``run_dir`` (written when ``write_plot``)."""

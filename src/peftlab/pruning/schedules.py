@@ -106,8 +106,7 @@ class Schedule:
         if math.isfinite(total_steps) and end > total_steps:
             raise ConfigError(
                 f"{k}.end_step",
-                f"must be <= the run's {int(total_steps)} optimizer steps (trainer.max_epochs × batches per epoch / accumulation); "
-                f"got {end} (a float in [0, 1] is a fraction of the run)",
+                f"must be <= the run's {int(total_steps)} optimizer steps (trainer.max_epochs × batches per epoch / accumulation); got {end} (a float in [0, 1] is a fraction of the run)",
             )
         self.start_step, self.end_step, self.every_n_steps = start, end, every
         return self

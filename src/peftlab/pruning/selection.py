@@ -86,8 +86,7 @@ def select_targets(
     if not found:
         raise ConfigError(
             f"{key}.include" if include else f"{key}.module_types",
-            f"matches no parameter (scope={scope!r}, module_types={list(module_types)}, include={include!r}, "
-            f"exclude={exclude!r}); pick a pattern that matches e.g. {_example(root, prefix)}",
+            f"matches no parameter (scope={scope!r}, module_types={list(module_types)}, include={include!r}, exclude={exclude!r}); pick a pattern that matches e.g. {_example(root, prefix)}",
         )
     return found
 

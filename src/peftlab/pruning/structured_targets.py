@@ -18,9 +18,7 @@ from peftlab.pruning.selection import Target
 from peftlab.pruning.unit_groups import UnitGroup, find_groups
 
 
-def select_groups(
-    model: nn.Module, unit: str, targets: list[Target], narrow: bool, key: str, adapters: Iterable = ()
-) -> tuple[list[UnitGroup], list[Target], set[str] | None]:
+def select_groups(model: nn.Module, unit: str, targets: list[Target], narrow: bool, key: str, adapters: Iterable = ()) -> tuple[list[UnitGroup], list[Target], set[str] | None]:
     """``(groups, targets, covered)``: the unit groups whose producers are all selected.
 
     Selected layers no group covers are an error, unless ``narrow`` (no ``include`` given): then
@@ -36,11 +34,14 @@ def select_groups(
         targets = [t for t in targets if t.name in covered and isinstance(t.module, nn.Linear)]
         kept, bad = {t.name for t in targets}, []
     if not groups or bad:
-        what = "BERT-style self-attention (query/key/value + output.dense)" if unit == "heads" else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
+        what = (
+            "BERT-style self-attention (query/key/value + output.dense)"
+            if unit == "heads"
+            else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
+        )
         raise ConfigError(
             f"{key}.criterion",
-            f"structured pruning of {unit} handles {what}; it can't handle {', '.join(bad[:3]) or 'any selected layer'} "
-            f"— narrow {key}.include/module_types or use an unstructured criterion",
+            f"structured pruning of {unit} handles {what}; it can't handle {', '.join(bad[:3]) or 'any selected layer'} — narrow {key}.include/module_types or use an unstructured criterion",
         )
     return groups, targets, kept
 

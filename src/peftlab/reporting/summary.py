@@ -34,8 +34,7 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
         saved = sharing["separate"] - sharing["shared"]
         table.add_row(
             "sharing",
-            f"shared {sharing['shared']:,} vs separate {sharing['separate']:,} (sharing saves {saved:,}, "
-            f"{sharing['separate'] / sharing['shared']:.2f}x)",
+            f"shared {sharing['shared']:,} vs separate {sharing['separate']:,} (sharing saves {saved:,}, {sharing['separate'] / sharing['shared']:.2f}x)",
         )
     alpha = metrics.get("alpha", {})
     if alpha:

@@ -17,8 +17,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from peftlab.reporting.tradeoff_plot import pareto_front, write_tradeoff_plot
 from peftlab.checkpoints.atomic_files import atomic_path, write_text_atomic
+from peftlab.reporting.tradeoff_plot import pareto_front, write_tradeoff_plot
 
 NO_METRICS = "no metrics.json: the job did not finish"
 
@@ -105,8 +105,10 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
         lines += ["", f"Best score {best['score']:.4f}: job {best['job']} ({best['overrides'] or 'defaults'})."]
     front = pareto_front(rows)
     if len(front) > 1 or (front and len([r for r in rows if "score" in r]) > 1):
-        lines += ["", "Pareto front (no job scores at least as well with fewer non-zero parameters): "
-                  + ", ".join(f"job {r['job']} ({r['score']:.4f}, {r['nonzero_params']:,} non-zero)" for r in front) + "."]
+        lines += [
+            "",
+            "Pareto front (no job scores at least as well with fewer non-zero parameters): " + ", ".join(f"job {r['job']} ({r['score']:.4f}, {r['nonzero_params']:,} non-zero)" for r in front) + ".",
+        ]
     failed = failed_jobs(rows)
     if failed:
         lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}.", ""]

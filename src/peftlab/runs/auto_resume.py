@@ -26,9 +26,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from peftlab.checkpoints.mismatch import flatten_config
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE
-from peftlab.checkpoints.mismatch import flatten_config
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -67,15 +67,17 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> Path | None:
         return None
     source, config = earlier
     if not cfg.get("resume", True):
-        raise RunDirInUse("resume", f"false, but {run_dir} already holds a run ({source.name}) that starting over would overwrite; "
-                                    "choose another hydra.run.dir, or remove that directory first")
+        raise RunDirInUse("resume", f"false, but {run_dir} already holds a run ({source.name}) that starting over would overwrite; choose another hydra.run.dir, or remove that directory first")
     # a DDP process Lightning started (LOCAL_RANK > 0) re-runs the command as a single run and may
     # resolve keys of its sweep differently (logger group); rank 0 has already compared
     first_rank = int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
     changes = config_changes(config, OmegaConf.to_container(cfg, resolve=True)) if first_rank else []
     if changes:
-        raise RunDirInUse("hydra.run.dir", f"{run_dir} holds a run of another config ({'; '.join(changes[:3])}); give this run its own "
-                                           f"hydra.run.dir (to train that run further: ckpt_path={run_dir / LAST_CHECKPOINT} in a new run dir)")
+        raise RunDirInUse(
+            "hydra.run.dir",
+            f"{run_dir} holds a run of another config ({'; '.join(changes[:3])}); give this run its own "
+            f"hydra.run.dir (to train that run further: ckpt_path={run_dir / LAST_CHECKPOINT} in a new run dir)",
+        )
     return source
 
 

@@ -61,4 +61,3 @@ def quiet_framework_noise(evaluating: bool = False) -> None:
             logger.addFilter(DropNoise())
     for pattern in NOISE_WARNINGS + (EVAL_NOISE_WARNINGS if evaluating else ()):
         warnings.filterwarnings("ignore", message=pattern)
-

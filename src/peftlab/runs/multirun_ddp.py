@@ -35,8 +35,8 @@ def child_argv(argv: Sequence[str], env: Mapping[str, str] | None = None) -> lis
     return [
         argv[0],
         *job["overrides"],
-        f'hydra.run.dir="{job["run_dir"]}"',              # the parent job's directory
-        "hydra.output_subdir=null",                       # the parent already wrote .hydra/
+        f'hydra.run.dir="{job["run_dir"]}"',  # the parent job's directory
+        "hydra.output_subdir=null",  # the parent already wrote .hydra/
         f"hydra.job.name={job['job_name']}_rank{local_rank}",  # own log file: <name>_rank<k>.log
     ]
 
@@ -52,9 +52,7 @@ def prepare_job() -> None:
     if not HydraConfig.initialized():
         return
     hc = HydraConfig.get()
-    os.environ[JOB_ENV] = json.dumps(
-        {"overrides": list(hc.overrides.task), "run_dir": hc.runtime.output_dir, "job_name": hc.job.name}
-    )
+    os.environ[JOB_ENV] = json.dumps({"overrides": list(hc.overrides.task), "run_dir": hc.runtime.output_dir, "job_name": hc.job.name})
 
 
 def _destroy_stale_process_group() -> None:

@@ -6,6 +6,16 @@ from peftlab.sharing.separate import SeparateBackbones, SeparateBodies
 from peftlab.sharing.shared import BitFit, FrozenBackbone, FullSharing, HardSharing, SharedBody
 
 __all__ = [
-    "AdapterLayer", "BitFit", "FrozenBackbone", "FullSharing", "HardSharing", "PeftAdapter", "PeftBody", "PolicyBody",
-    "SeparateBackbones", "SeparateBodies", "SharedBody", "SharingPolicy",
+    "AdapterLayer",
+    "BitFit",
+    "FrozenBackbone",
+    "FullSharing",
+    "HardSharing",
+    "PeftAdapter",
+    "PeftBody",
+    "PolicyBody",
+    "SeparateBackbones",
+    "SeparateBodies",
+    "SharedBody",
+    "SharingPolicy",
 ]

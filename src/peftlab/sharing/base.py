@@ -95,11 +95,7 @@ class PolicyBody(nn.Module):
 def base_weights(root: nn.Module, adapter_modules: Iterable[nn.Module] = ()) -> list[tuple[str, torch.Tensor]]:
     """``(name, weight)`` of every linear/convolution layer under ``root`` except ``adapter_modules``."""
     skip = {id(m) for m in adapter_modules}
-    return [
-        (f"{name}.weight" if name else "weight", module.weight)
-        for name, module in root.named_modules()
-        if isinstance(module, BASE_WEIGHT_TYPES) and id(module) not in skip
-    ]
+    return [(f"{name}.weight" if name else "weight", module.weight) for name, module in root.named_modules() if isinstance(module, BASE_WEIGHT_TYPES) and id(module) not in skip]
 
 
 class SharingPolicy:

@@ -75,11 +75,7 @@ def _routed_class():
                     result = result + self._delta(name, x).to(result.dtype)
             # rows are sorted by task, so each task's rows are one contiguous slice of x (a view, no
             # gather); the segments tile the batch, so the deltas concatenate into one tensor
-            parts = [
-                self._delta(name, x[start:end]) if name in self.lora_A else x.new_zeros(end - start, *result.shape[1:])
-                for name, start, end in routing.segments
-                if end > start
-            ]
+            parts = [self._delta(name, x[start:end]) if name in self.lora_A else x.new_zeros(end - start, *result.shape[1:]) for name, start, end in routing.segments if end > start]
             if parts:
                 result = result + (parts[0] if len(parts) == 1 else torch.cat(parts)).to(result.dtype)
             return result

@@ -14,6 +14,12 @@ from peftlab.tasks.regression import RegressionTask
 from peftlab.tasks.spec import TaskSpec, parse_task_specs
 
 __all__ = [
-    "TaskType", "ClassificationTask", "RegressionTask", "TaskSpec", "parse_task_specs",
-    "get_task_type", "register_task_type", "task_type_names",
+    "TaskType",
+    "ClassificationTask",
+    "RegressionTask",
+    "TaskSpec",
+    "parse_task_specs",
+    "get_task_type",
+    "register_task_type",
+    "task_type_names",
 ]

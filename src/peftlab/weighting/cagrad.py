@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from peftlab.weighting.base import GradientWeighting
 from peftlab.validators import check_positive
+from peftlab.weighting.base import GradientWeighting
 
 
 class CAGradWeighting(GradientWeighting):

@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from peftlab.distributed import all_reduce_sum, rank
-from peftlab.weighting.base import Weighting
 from peftlab.validators import check_int, check_positive
+from peftlab.weighting.base import Weighting
 
 
 class DWAWeighting(Weighting):

@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from peftlab.distributed import all_reduce_mean, world_size
-from peftlab.weighting.base import Weighting
 from peftlab.validators import check_positive
+from peftlab.weighting.base import Weighting
 from peftlab.weighting.learned_logits import TaskLogits
 
 

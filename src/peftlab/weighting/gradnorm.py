@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from peftlab.distributed import all_reduce_mean, all_reduce_sum, world_size
-from peftlab.weighting.base import REPRESENTATION, Weighting
 from peftlab.validators import check_positive
+from peftlab.weighting.base import REPRESENTATION, Weighting
 from peftlab.weighting.learned_logits import TaskLogits
 
 

@@ -37,8 +37,7 @@ def units_to_drop(group: UnitGroup, sparsity: float) -> int:
         most = (group.n_units - 1) / group.n_units
         raise ConfigError(
             "strategy.pruning.final_sparsity",
-            f"{sparsity:g} would remove all {group.n_units} heads of {group.name} (round({sparsity:g} x {group.n_units}) = {k}); "
-            f"a layer keeps at least one head: use at most {most:.4g}",
+            f"{sparsity:g} would remove all {group.n_units} heads of {group.name} (round({sparsity:g} x {group.n_units}) = {k}); a layer keeps at least one head: use at most {most:.4g}",
         )
     return k
 
