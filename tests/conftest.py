@@ -87,3 +87,15 @@ def pytest_terminal_summary(terminalreporter):
     """One line naming how many slow/slurm tests this run left out and the command that runs them."""
     if _left_to_test_all:
         terminalreporter.write_line(f"{len(_left_to_test_all)} tests marked slow or slurm were left out: `make test-all` runs them")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A completed tiny run that the bad-input catalogues hash before and after every case."""
+    from bad_input_harness import TINY, run_command
+
+    log = tmp_path_factory.mktemp("finished")
+    run_dir = log / "run"
+    proc = run_command("train.py", [*TINY, f"hydra.run.dir={run_dir}"], log)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir

@@ -8,54 +8,9 @@ previously finished run directory byte-for-byte unchanged (hashed before and aft
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-from conftest import ROOT
-
-TINY = [
-    "trainer.max_epochs=1",
-    "++trainer.limit_train_batches=2",
-    "++trainer.limit_val_batches=1",
-    "++trainer.limit_test_batches=1",
-    "callbacks=none",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
-LOCAL = ["data=local_file", "data.source.features=[f0,f1]", "data.input_shape=[2]"]
-
-
-def _run(script: str, args: list[str], cwd_log: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    cmd = [sys.executable, str(ROOT / script), *args]
-    cmd.append(f"paths.log_dir={cwd_log}")  # keep the logs of each case in its temp dir
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A completed tiny run (its dir is hashed before and after every bad case)."""
-    log = tmp_path_factory.mktemp("finished")
-    run_dir = log / "run"
-    proc = _run("train.py", [*TINY, f"hydra.run.dir={run_dir}"], log)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
-
-
-def _csv(path: Path, text: str | bytes) -> Path:
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    return path
-
+from bad_input_harness import LOCAL, check_bad_input
 
 GOOD_ROWS = "f0,f1,y_a,y_b\n" + "".join(f"{i % 7},{i % 5},{i % 2},{i * 0.1}\n" for i in range(40))
 
@@ -110,24 +65,4 @@ CASES = [pytest.param(c, id=c[0]) for c in CASES]
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_clear_line_and_changes_nothing(case, finished_run, tmp_path):
-    _, script, args, named, files = case
-    for name, content in files.items():
-        if content == "TRUNCATE":  # the first half of a real checkpoint
-            data = (finished_run / "checkpoints" / "last.ckpt").read_bytes()
-            (tmp_path / name).write_bytes(data[: len(data) // 2])
-        elif content == "LIST":  # a valid torch file that is not a checkpoint
-            torch.save([1, 2, 3], tmp_path / name)
-        else:
-            _csv(tmp_path / name, content)
-    args = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(finished_run)) for a in args]
-    before = _hashes(finished_run)
-    extra = TINY if script == "train.py" else []
-    proc = _run(script, [*extra, *args], tmp_path / "logs")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out[-2000:]
-    assert "Traceback" not in out, out[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line.lower()]
-    assert len(errors) == 1 and errors[0] == proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
-    assert errors[0].startswith("error: ") and named in errors[0], errors[0]
-    assert _hashes(finished_run) == before
-    assert not [p for p in (tmp_path / "logs").rglob("*.ckpt")]  # and no checkpoint was written
+    check_bad_input(case, finished_run, tmp_path)
