@@ -13,7 +13,7 @@ STAMP := $(VENV)/.peftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
 FAST_TIER := not slow and not slurm
-LINTED := src tests scripts train.py eval.py
+LINTED := src tests scripts train.py eval.py predict.py
 
 .PHONY: train test test-all lint venv clean-logs
 

@@ -1,6 +1,6 @@
 """Export a (pruned) checkpoint to a smaller model file.
 
-    python scripts/export.py ckpt_path=<run dir>/checkpoints/best-*.ckpt out=model.pt [sparse=auto|true|false] [overwrite=false]
+    python scripts/export.py ckpt_path=<run dir>/checkpoints/best-*.ckpt out=model.pt [sparse=auto|true|false] [overwrite=false] [trust_remote_code=false]
 
 Masks become permanent, pruned neurons/heads are physically removed, and (sparse=auto|true)
 2-D weights that are more than 55 % zeros are stored as CSR with int32 indices so the file
@@ -9,6 +9,9 @@ shrinks (sparse=false: all dense). The script checks that the exported model's o
 Adapters the body can merge (a shared LoRA) are merged into the masked base first; a task_lora
 model (one LoRA per task) is refused: export each task's adapter with
 ``peftlab.sharing.task_lora.export_task_adapter``.
+The model is built from peftlab's own components only: the config stored in the checkpoint
+supplies values, never what to import, and trust_remote_code=true (let the model folder run its
+own code) is taken only from this command line.
 Load the result with ``peftlab.export.load_exported(path)``.
 """
 
@@ -22,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from peftlab.errors import ConfigError  # noqa: E402
 from peftlab.export import export_checkpoint  # noqa: E402
 
-USAGE = "usage: python scripts/export.py ckpt_path=<checkpoint> out=<file> [sparse=auto|true|false] [overwrite=false]"
+USAGE = "usage: python scripts/export.py ckpt_path=<checkpoint> out=<file> [sparse=auto|true|false] [overwrite=false] [trust_remote_code=false]"
 
 
 def parse(argv: list[str]) -> dict[str, str]:
@@ -30,7 +33,7 @@ def parse(argv: list[str]) -> dict[str, str]:
     args = {}
     for a in argv:
         key, sep, value = a.partition("=")
-        if not sep or key not in ("ckpt_path", "out", "sparse", "overwrite", "tolerance"):
+        if not sep or key not in ("ckpt_path", "out", "sparse", "overwrite", "tolerance", "trust_remote_code"):
             raise ConfigError(key or a, f"unknown argument {a!r}; {USAGE}")
         args[key] = value
     for key in ("ckpt_path", "out"):
@@ -51,7 +54,10 @@ def main(argv: list[str]) -> int:
         overwrite = args.get("overwrite", "false")
         if overwrite not in ("true", "false"):
             raise ConfigError("overwrite", f"must be true or false; got {overwrite!r}")
-        info = export_checkpoint(args["ckpt_path"], args["out"], sparse=sparse, overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)))
+        trust = args.get("trust_remote_code", "false")
+        if trust not in ("true", "false"):
+            raise ConfigError("trust_remote_code", f"must be true or false; got {trust!r}")
+        info = export_checkpoint(args["ckpt_path"], args["out"], sparse=sparse, overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)), trust_remote_code=trust == "true")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

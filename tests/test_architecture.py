@@ -18,7 +18,7 @@ LAYERS = [
     ["callbacks"],
     ["reporting"],
     ["builders"],
-    ["train", "evaluate", "export"],
+    ["train", "evaluate", "export", "inference", "predict"],
     ["runs"],
     ["config"],
     ["cli"],

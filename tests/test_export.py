@@ -57,7 +57,7 @@ def test_bad_ckpt_path_is_one_line_and_overwrites_nothing(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: ckpt_path:")
     assert out.read_text() == "keep me"
     not_ckpt = tmp_path / "x.ckpt"
-    torch.save({"state_dict": {}}, not_ckpt)
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.6"}, not_ckpt)  # a Lightning checkpoint, not peftlab's
     res = export(f"ckpt_path={not_ckpt}", f"out={tmp_path / 'new.pt'}")
     assert res.returncode == 2 and "not written by peftlab" in res.stderr and not (tmp_path / "new.pt").exists()
     res = export("out=x.pt")

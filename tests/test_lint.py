@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINTED = ["src", "tests", "scripts", "train.py", "eval.py"]
+LINTED = ["src", "tests", "scripts", "train.py", "eval.py", "predict.py"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["ruff-check", "ruff-format"])

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.callbacks.slurm_requeue import lightning_slurm_plugins
 from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
 from peftlab.errors import ConfigError
+from peftlab.reporting.resumed_logs import ResumableCSVLogger, checkpoint_step, tensorboard_resume_kwargs
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -72,17 +73,27 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    """Every logger named under ``cfg.logger``; W&B runs offline when no API key is configured."""
+    """Every logger named under ``cfg.logger``; W&B runs offline when no API key is configured.
+
+    Resuming (``ckpt_path``) into a directory a logger already wrote, the CSV rows and TensorBoard
+    events logged before the checkpoint's step are kept and later ones dropped (reporting/resumed_logs.py).
+    """
     loggers = []
+    step = checkpoint_step(cfg.get("ckpt_path"))
     for name, lg in (cfg.get("logger") or {}).items():
         if not lg or "_target_" not in lg:
             continue
+        if lg._target_ == "lightning.pytorch.loggers.TensorBoardLogger":
+            purge = tensorboard_resume_kwargs(lg.save_dir, lg.get("name", "lightning_logs"), lg.get("version"), step)
+            lg = OmegaConf.create({**OmegaConf.to_container(lg, resolve=True), **purge})  # (a key the group does not declare)
         if lg._target_.endswith("WandbLogger") and lg.get("offline") is None:
             offline = not (os.environ.get("WANDB_API_KEY") or _wandb_netrc_login())
             lg = OmegaConf.merge(lg, {"offline": offline})
             if offline:
                 print(f"logger.{name}.offline=null and no W&B API key found: logging offline (sync later with `wandb sync`)")
         loggers.append(instantiate(lg))
+        if isinstance(loggers[-1], ResumableCSVLogger) and step is not None:
+            loggers[-1].resume_at(step)
     return loggers
 
 
@@ -95,7 +106,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     """The Lightning trainer of ``cfg.trainer`` (for ``model``, when given)."""
     if cfg.trainer.get("gradient_clip_val") is not None:
         raise ConfigError("trainer.gradient_clip_val", "must stay null; choose clipping with strategy/clipping=<none|norm|value|agc|per_task>")
-    check_distribution_strategy(cfg)  # ddp_spawn/fork would lose test metrics and reports in the children
+    check_accelerator(cfg)
     for key in ("max_epochs", "min_epochs", "max_steps", "accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
         value = cfg.trainer.get(key)  # Lightning asserts on some of these (a traceback, no key named)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -103,6 +114,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     # checkpoints go to a temp file and are renamed: a job killed mid-write keeps its previous last.ckpt
     # under SLURM, USR1 is handled at a step boundary by callbacks/slurm_requeue.py, not inside Lightning's handler
     overrides: dict[str, Any] = {"plugins": [AtomicCheckpointIO(), *lightning_slurm_plugins()]}
+    strategy = popen_strategy(cfg)  # ddp_spawn/fork would lose test metrics and reports in the children
+    if strategy is not None:
+        overrides["strategy"] = strategy
     if model is not None and not model.automatic_optimization:
         # Lightning refuses Trainer(accumulate_grad_batches>1) under manual optimisation. The
         # module's per-task path accumulates itself (model.accumulate_grad_batches, wired from the
@@ -111,7 +125,20 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
-# Refuse Lightning distribution strategies that start their worker processes from inside ``fit``.
+def check_accelerator(cfg: DictConfig) -> None:
+    """ConfigError naming ``trainer.accelerator`` when it asks for a GPU this process cannot see."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu")).lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    mps = accelerator == "gpu" and torch.backends.mps.is_available()  # Lightning's "gpu" is Apple's MPS on a Mac
+    if not (torch.cuda.is_available() or mps):
+        raise ConfigError("trainer.accelerator", f"{accelerator}, but this process sees no GPU (torch.cuda.is_available() is False); use trainer=cpu (or trainer.accelerator=cpu)")
+
+
+# Lightning distribution strategies that start their worker processes from inside ``fit`` run as
+# the matching ``ddp`` strategy instead.
 #
 # ``ddp_spawn`` / ``ddp_fork`` / ``ddp_notebook`` train in child processes and hand only the
 # weights and logged metrics back to the main process. Everything else a run reports lives in
@@ -119,23 +146,34 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
 # timer, the logger's state (Lightning's CSVLogger then fails at test time with "dict contains
 # fields not in fieldnames"). ``ddp`` starts every rank as a full copy of the command instead, so
 # each rank reports what it trained; it is what peftlab supports (``trainer=ddp`` on GPUs,
-# ``trainer=ddp_sim`` for CPU processes).
+# ``trainer=ddp_sim`` for CPU processes). lightning-hydra-template's tests pass ``ddp_spawn``:
+# they run, as ``ddp``, with one line saying so.
 IN_PROCESS_LAUNCHERS = ("spawn", "fork", "notebook", "forkserver")
 
 
-def check_distribution_strategy(cfg: DictConfig) -> None:
-    """ConfigError naming ``trainer.strategy`` for a strategy that spawns or forks its ranks."""
+def popen_strategy(cfg: DictConfig) -> Any:
+    """``trainer.strategy`` with ranks started as copies of the command (``ddp``), or None when it already is.
+
+    ``ddp_spawn`` → ``ddp``, ``ddp_spawn_find_unused_parameters_true`` →
+    ``ddp_find_unused_parameters_true`` …; a ``DDPStrategy`` config gets ``start_method=popen``.
+    One line on stdout names the replacement.
+    """
     strategy: Any = cfg.trainer.get("strategy")
     if isinstance(strategy, str):
-        bad = any(word in strategy for word in IN_PROCESS_LAUNCHERS)
-    elif isinstance(strategy, (dict, DictConfig)):
-        bad = str(strategy.get("start_method", "popen")) in IN_PROCESS_LAUNCHERS
-        strategy = f"{strategy.get('_target_', 'strategy')}(start_method={strategy.get('start_method')})"
+        words = strategy.split("_")
+        if not any(w in IN_PROCESS_LAUNCHERS for w in words):
+            return None
+        replacement: Any = "_".join(w for w in words if w not in IN_PROCESS_LAUNCHERS)
+        shown = replacement
+    elif isinstance(strategy, (dict, DictConfig)) and str(strategy.get("start_method", "popen")) in IN_PROCESS_LAUNCHERS:
+        replacement = instantiate(OmegaConf.merge(strategy, {"start_method": "popen"}))
+        strategy, shown = f"{strategy.get('_target_', 'strategy')}(start_method={strategy.get('start_method')})", "start_method=popen"
     else:
-        return
-    if bad:
-        raise ConfigError(
-            "trainer.strategy",
-            f"{strategy} starts its ranks inside the running process, and what they report (test metrics, pruning, timing, "
-            "loggers) does not come back; use trainer.strategy=ddp (trainer=ddp on GPUs, trainer=ddp_sim for CPU processes)",
-        )
+        return None
+    if _is_launching_process():
+        print(f"trainer.strategy={strategy}: running it as {shown} (ranks start as copies of the command, so each reports what it trained)")
+    return replacement
+
+
+def _is_launching_process() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") in ("0", "")

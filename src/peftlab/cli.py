@@ -1,4 +1,4 @@
-"""Command-line entry points (``train.py``/``peftlab-train`` and ``eval.py``/``peftlab-eval``)."""
+"""Command-line entry points (``train.py``/``peftlab-train``, ``eval.py``/``peftlab-eval``, ``predict.py``/``peftlab-predict``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.config import CONFIG_DIR
 from peftlab.config.command_line import misused_argument
 from peftlab.config.group_options import unknown_group_option
+from peftlab.config.open_mappings import open_mapping_overrides
 from peftlab.config.override_keys import unknown_override_key
 from peftlab.config.resolvers import register_resolvers
 from peftlab.errors import ConfigError
-from peftlab.reporting import METRICS_FILE, failure_payload, write_metrics
+from peftlab.reporting import failure_payload, write_metrics
+from peftlab.reporting.metrics_file import interrupted_payload, replaceable_record
 from peftlab.runs.auto_resume import RunDirInUse, run_or_continue
 from peftlab.runs.library_warnings import quiet_framework_noise
 from peftlab.runs.multirun_ddp import child_argv, prepare_job
@@ -33,14 +35,19 @@ def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig)
     propagate). A job of a multirun never stops the sweep: its failure is recorded, one line is
     printed (the traceback of an unexpected error goes to the job's log) and None is returned,
     so the remaining jobs run and the sweep report lists it.
+
+    A run stopped by SIGTERM / SIGINT (callbacks/stop_on_signal.py) records ``status:
+    "interrupted"``, prints one line and exits with 128 + the signal number, sweep or not.
     """
     try:
         return recipe(cfg)
     except Exception as exc:
+        if type(exc).__name__ == "RunInterrupted":  # (by name: importing it here would load Lightning)
+            _record_interruption(exc, cfg)
         config_error = find_config_error(exc)
         run_dir = cfg.paths.output_dir
         # never replace the record of an earlier run, nor write into a run dir that holds another run
-        if _is_rank_zero() and not (Path(run_dir) / METRICS_FILE).exists() and not isinstance(config_error, RunDirInUse):
+        if _is_rank_zero() and replaceable_record(run_dir) and not isinstance(config_error, RunDirInUse):
             config = OmegaConf.to_container(cfg, resolve=False)
             write_metrics(run_dir, failure_payload(run_dir, config_error or exc, config))
         if _in_multirun():
@@ -53,6 +60,18 @@ def run_guarded(recipe: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig)
             print(f"error: {config_error}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def _record_interruption(stop: Any, cfg: DictConfig) -> None:
+    """metrics.json ``status: "interrupted"`` (rank 0), one line, exit 128 + signal."""
+    run_dir = cfg.paths.output_dir
+    stopped = {"signal": stop.signal_name, "epoch": stop.epoch, "global_step": stop.global_step, "ckpt_step": stop.ckpt_step}
+    if _is_rank_zero() and replaceable_record(run_dir):
+        write_metrics(run_dir, interrupted_payload(run_dir, stopped, stop.ckpt_path, OmegaConf.to_container(cfg, resolve=False)))
+    resume = f"{stop.ckpt_path} (step {stop.ckpt_step}) resumes it: run the same command again" if stop.ckpt_path else "no checkpoint was written yet"
+    if _is_rank_zero():
+        print(f"interrupted: {stop.signal_name} at epoch {stop.epoch}, global step {stop.global_step}; {resume}", file=sys.stderr)
+    sys.exit(stop.exit_code)
 
 
 def find_config_error(exc: BaseException | None) -> ConfigError | None:
@@ -113,9 +132,18 @@ def _eval_main(cfg: DictConfig) -> float | None:
     return metrics["score"] if metrics else None
 
 
+@hydra.main(version_base="1.3", config_name="predict", config_path=CONFIG_DIR)
+def _predict_main(cfg: DictConfig) -> None:
+    from peftlab.predict import predict
+
+    quiet_framework_noise(evaluating=True)
+    run_guarded(predict, cfg)
+
+
 def train_entry() -> None:
     """``python train.py [overrides]``: train; returns ``optimized_metric`` to Hydra sweepers."""
     sys.argv = child_argv(sys.argv)  # a Lightning DDP child of a multirun job runs just that job
+    sys.argv = [sys.argv[0], *open_mapping_overrides(sys.argv[1:])]  # data.sources.<task>=… without + (config/open_mappings.py)
     _check_overrides("train")
     _train_main()
 
@@ -124,3 +152,9 @@ def eval_entry() -> None:
     """``python eval.py ckpt_path=...``: test a checkpoint."""
     _check_overrides("eval")
     _eval_main()
+
+
+def predict_entry() -> None:
+    """``python predict.py ckpt_path=... input=...``: predict new inputs with a trained model."""
+    _check_overrides("predict")
+    _predict_main()

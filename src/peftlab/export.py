@@ -25,12 +25,16 @@ from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export
 from peftlab.pruning.masks import reapply_masks
 
 
-def load_masked_model(ckpt_path: str) -> tuple[nn.Module, Any, Any]:
-    """The model a peftlab checkpoint was trained as, with its masks loaded; and its config and datamodule."""
-    from peftlab.builders import build_datamodule, build_model
-    from peftlab.checkpoints.stored_config import load_training_config
+def load_masked_model(ckpt_path: str, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
+    """The model a peftlab checkpoint was trained as, with its masks loaded; and its config and datamodule.
 
-    cfg = load_training_config(ckpt_path)  # raises ConfigError("ckpt_path", ...) on a bad file
+    Built from peftlab's own components only: the stored config supplies values, never what to
+    import, and ``trust_remote_code`` comes from the caller (:mod:`peftlab.checkpoints.safe_build`).
+    """
+    from peftlab.builders import build_datamodule, build_model
+    from peftlab.checkpoints.stored_config import load_buildable_config
+
+    cfg = load_buildable_config(ckpt_path, trust_remote_code)  # raises ConfigError("ckpt_path", ...) on a bad or crafted file
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
     checkpoint = load_checkpoint_safely(ckpt_path)
@@ -62,17 +66,20 @@ def _nbytes(obj: Any) -> int:
 
 
 @torch.no_grad()
-def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite: bool = False, tolerance: float = 1e-5) -> dict[str, Any]:
-    """Export ``ckpt_path`` to ``out``; verify outputs match within ``tolerance``. Returns what was done."""
-    from peftlab.checkpoints.stored_config import load_training_config
+def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite: bool = False, tolerance: float = 1e-5, trust_remote_code: bool = False) -> dict[str, Any]:
+    """Export ``ckpt_path`` to ``out``; verify outputs match within ``tolerance``. Returns what was done.
 
-    load_training_config(ckpt_path)  # a bad ckpt_path fails first, before anything else is looked at
+    ``trust_remote_code``: let the checkpoint's model folder run its own code (never taken from the checkpoint).
+    """
+    from peftlab.checkpoints.stored_config import load_buildable_config
+
+    load_buildable_config(ckpt_path, trust_remote_code)  # a bad or crafted ckpt_path fails first, before anything else is looked at
     out_path = Path(out)
     if out_path.exists() and not overwrite:
         raise ConfigError("out", f"{out} already exists; pass overwrite=true to replace it or choose another path")
     if out_path.is_dir():
         raise ConfigError("out", f"{out} is a directory; give a file path such as model.pt")
-    model, cfg, datamodule = load_masked_model(ckpt_path)
+    model, cfg, datamodule = load_masked_model(ckpt_path, trust_remote_code)
     x = _sample_inputs(datamodule)
     reference = model(x)
     params_before = sum(p.numel() for p in model.parameters())
@@ -104,9 +111,14 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     }
 
 
-def load_exported(path: str) -> nn.Module:
-    """Rebuild an exported model (smaller layers, dense weights) ready for inference."""
+def load_exported(path: str, trust_remote_code: bool = False) -> nn.Module:
+    """Rebuild an exported model (smaller layers, dense weights) ready for inference.
+
+    The file's config supplies values, never what to import; ``trust_remote_code`` (let the model
+    folder run its own code) comes only from the caller (:mod:`peftlab.checkpoints.safe_build`).
+    """
     from peftlab.builders import build_model
+    from peftlab.checkpoints.safe_build import buildable_config
 
     try:  # weights_only: tensors (dense and CSR) and plain containers only; opening a file runs no code
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -117,7 +129,9 @@ def load_exported(path: str) -> nn.Module:
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt != FORMAT:
         raise ConfigError("path", f"{path} is not a peftlab export (format {fmt!r})")
-    cfg = OmegaConf.create(payload["config"])
+    if not isinstance(payload.get("config"), dict):
+        raise ConfigError("path", f"{path} is not a peftlab export (no 'config' entry)")
+    cfg = buildable_config(payload["config"], path, "path", trust_remote_code)
     model = build_model(cfg)
     if payload.get("merged_lora"):  # exported with its adapters merged: rebuild the same plain layers
         merge_adapters(model)

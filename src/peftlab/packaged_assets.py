@@ -29,10 +29,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("PEFTLAB_CACHE_DIR") or Path.home() / ".cache" / "peftlab")
 
 
+def looks_local(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` names a directory rather than a hub id (``org/name`` or ``name``)."""
+    return os.path.exists(name_or_path) or name_or_path.startswith(("/", "./", "../", "~", ".")) or "\\" in name_or_path or name_or_path.count("/") > 1
+
+
 def pretrained_path(name_or_path: str, key: str = "model.name_or_path") -> str:
     """A directory ``from_pretrained`` can load for ``name_or_path`` (packaged names are unpacked once)."""
     name = str(name_or_path)
     if name not in PACKAGED_MODELS:
+        if looks_local(name) and not Path(name).expanduser().is_dir():  # before transformers reads it as a malformed repo id
+            raise ConfigError(key, f"no such directory: {Path(name).expanduser().resolve()}; give a hub id (e.g. bert-base-uncased) or a folder written by save_pretrained")
         return name
     package, member = PACKAGED_MODELS[name]
     target = cache_root() / name

@@ -45,7 +45,7 @@ def fit_steps(cfg, steps: int):
 @pytest.mark.parametrize("weighting", ["fixed", "pcgrad"])  # automatic and manual optimisation
 def test_nan_steps_are_skipped_counted_and_never_reach_the_weights(make_cfg, monkeypatch, weighting):
     poison_losses(monkeypatch, "parity", {2, 3})
-    cfg = make_cfg(f"strategy/weighting={weighting}", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "callbacks=default", "callbacks.rich_progress_bar=null")
+    cfg = make_cfg(f"strategy/weighting={weighting}", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "callbacks=default", "callbacks.progress_bar=null")
     metrics = train(cfg)
     assert metrics["status"] == "completed"
     rows = [r for f in Path(cfg.paths.output_dir).rglob("metrics.csv") for r in csv.DictReader(open(f))]

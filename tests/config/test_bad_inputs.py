@@ -53,7 +53,6 @@ CASES = [
     ("gradient_clip_val_set", "train.py", ["trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val", {}),
     ("weighting_option_typo", "train.py", ["strategy/weighting=nope"], "strategy/weighting", {}),
     ("accumulate_fraction", "train.py", ["trainer.accumulate_grad_batches=0.5"], "trainer.accumulate_grad_batches", {}),
-    ("ddp_spawn", "train.py", ["+trainer.strategy=ddp_spawn"], "trainer.strategy", {}),
     ("finished_dir_other_config", "train.py", ["hydra.run.dir={run}", "trainer.max_epochs=2"], "hydra.run.dir", {}),
     ("finished_dir_start_over", "train.py", ["hydra.run.dir={run}", "resume=false"], "resume", {}),
 ]

@@ -22,7 +22,7 @@ from peftlab.config.group_options import group_options, unknown_group_option
 from peftlab.config.override_keys import unknown_override_key
 
 ONE_BATCH = ["debug=fast_dev_run", "callbacks=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
-FEW_BATCHES = ["debug=limit_batches", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+FEW_BATCHES = ["debug=limit_batches", "trainer.max_epochs=1", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 SWEEP_FORMS = {
     "glob": (["strategy=glob(*)"], len(group_options(Path(CONFIG_DIR), "strategy"))),  # every recipe

@@ -99,17 +99,17 @@ def test_class_names_map_to_ids_and_regression_keeps_values(tmp_path, tokenizer_
 def test_tokenisation_is_cached_and_reused(tmp_path, tokenizer_dir):
     dm = _datamodule(tmp_path, tokenizer_dir)
     dm.setup()
-    files = sorted((tmp_path / "cache").glob("tokens-*.pt"))
+    files = sorted((tmp_path / "cache").glob("tokens-*.safetensors"))
     assert len(files) == 2  # one per source
     stamps = [f.stat().st_mtime_ns for f in files]
     again = _datamodule(tmp_path, tokenizer_dir)
     again.setup()
-    assert sorted((tmp_path / "cache").glob("tokens-*.pt")) == files
+    assert sorted((tmp_path / "cache").glob("tokens-*.safetensors")) == files
     assert [f.stat().st_mtime_ns for f in files] == stamps, "the second load read the cache instead of re-tokenising"
     assert torch.equal(again.splits["train"].x.ids, dm.splits["train"].x.ids)
     shorter = _datamodule(tmp_path, tokenizer_dir, max_length=4)
     shorter.setup()
-    assert len(list((tmp_path / "cache").glob("tokens-*.pt"))) == 4, "max_length is part of the cache key"
+    assert len(list((tmp_path / "cache").glob("tokens-*.safetensors"))) == 4, "max_length is part of the cache key"
     assert int(shorter.splits["train"].x.lengths.max()) == 4
 
 
@@ -292,7 +292,7 @@ def test_text_data_configs_compose_and_load(tmp_path, tokenizer_dir):
     _save_glue(tmp_path / "glue", "stsb", ["sentence1", "sentence2"], 30, 8, lambda i: i / 6)
     common = [f"+model.name_or_path={tokenizer_dir}", f"data.cache_dir={tmp_path / 'cache'}"]
     runs = {
-        "text_files": [f"data.sources.sentiment.train={out / 'sentiment.csv'}", f"data.sources.confidence.train={out / 'confidence.jsonl'}"],
+        "text_files": [f"data.sources.sentiment.path={out / 'sentiment.csv'}", f"data.sources.confidence.path={out / 'confidence.jsonl'}"],
         "glue": [
             f"data.source.local_dir={tmp_path / 'glue'}",
             "data.tasks=[{name: cola, label: cola, num_classes: 2, metric: mcc, metrics: [mcc, acc]},{name: stsb, label: stsb, num_classes: 0, metric: pearson, metrics: [pearson, spearman]}]",

@@ -68,7 +68,7 @@ def test_last_pooling_takes_the_last_real_token(gpt2_dir, side):
 def test_a_missing_local_path_is_one_line_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         HFBackbone(str(tmp_path / "no-such-model"))
-    assert info.value.key == "model.name_or_path" and "not found" in str(info.value)
+    assert info.value.key == "model.name_or_path" and f"no such directory: {(tmp_path / 'no-such-model').resolve()}" in str(info.value)
 
 
 def test_a_model_needing_remote_code_is_refused_unless_trusted(bert_dir, tmp_path):
@@ -104,5 +104,5 @@ def test_train_py_with_a_missing_model_dir_exits_2_with_one_line(tmp_path):
     result = run_cli("train.py", "model=hf", f"model.name_or_path={tmp_path}/nope", "callbacks=none", log_dir=tmp_path / "logs", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: model.name_or_path: directory not found"), result.stderr[-2000:]
+    assert lines[-1].startswith(f"error: model.name_or_path: no such directory: {tmp_path.resolve()}/nope"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr

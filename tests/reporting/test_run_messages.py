@@ -50,7 +50,7 @@ def test_noise_filter_drops_tips_and_banners_only():
 @pytest.mark.slow
 def test_a_run_prints_no_framework_advertising(tmp_path):
     env = {**os.environ, "PEFTLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    cmd = [sys.executable, str(ROOT / "train.py"), "debug=fast_dev_run", "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "debug=fast_dev_run", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null"]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr

@@ -68,7 +68,7 @@ class RequeueOnSignal(StepBoundaryCallback):
         flag = trainer.strategy.reduce(torch.tensor(float(self.requested), device=pl_module.device), reduce_op="sum")
         if float(flag) == 0:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state (optimizer, loops); said, so Lightning does not log "weights_only was not set"
         requeued = self._requeue(trainer.global_step) if trainer.is_global_zero else False
         if not trainer.strategy.broadcast(requeued, src=0):
             self.requested = False  # (rank 0 logged why) the checkpoint is written; training goes on

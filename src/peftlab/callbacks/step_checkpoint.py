@@ -55,4 +55,4 @@ class StepCheckpoint(StepBoundaryCallback):
         if not self.every or step == self.last_saved or step % self.every or not self.at_step_boundary(trainer):
             return  # (an epoch's last batch: the epoch-end checkpoint follows once the epoch's hooks have run)
         self.last_saved = step
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state (optimizer, loops); said, so Lightning does not log "weights_only was not set"

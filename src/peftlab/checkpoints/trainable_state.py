@@ -5,6 +5,8 @@ ones ``model.name_or_path`` already holds: writing them into every checkpoint wo
 hundreds of MB each. On save they are dropped and ``checkpoint["peftlab_base_model"]`` records
 where they come from; on load (eval, resume, export) the freshly built model already holds them,
 so they are put back into the state dict after checking that exactly those keys are missing.
+The pointer carries a fingerprint of the base (:mod:`peftlab.checkpoints.base_fingerprint`): a
+folder that now holds other weights or another config is refused on load instead of being used.
 Buffers (pruning masks among them) are always kept, and a pruned frozen weight comes back as
 base weight × mask. Backbones that were not loaded from
 pretrained weights (the MLP) keep full checkpoints.
@@ -35,7 +37,28 @@ def drop_frozen_weights(module: nn.Module, checkpoint: dict[str, Any]) -> None:
     state = checkpoint["state_dict"]
     for key in frozen:
         state.pop(key, None)
-    checkpoint[BASE_MODEL_KEY] = {**pointer, "frozen_keys": len(frozen)}
+    checkpoint[BASE_MODEL_KEY] = {**pointer, "frozen_keys": len(frozen), "fingerprint": base_fingerprint(module)}
+
+
+def base_fingerprint(module: nn.Module) -> dict[str, str] | None:
+    """The fingerprint of the body's pretrained backbone (None for a backbone without one)."""
+    fingerprint = getattr(getattr(module.body, "backbone", None), "base_fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
+def check_same_base(module: nn.Module, info: dict[str, Any]) -> None:
+    """ConfigError naming ``model.name_or_path`` when the base the module was just built from is not
+    the one the checkpoint was trained on (checkpoints written before fingerprints: not checked)."""
+    stored = info.get("fingerprint")
+    current = base_fingerprint(module) if stored else None
+    if stored and current != stored:
+        parts = [name for k, name in (("config_sha256", "config.json"), ("weights_sha256", "weights")) if (current or {}).get(k) != stored.get(k)]
+        what = f"{' and '.join(parts)} {'differs' if parts == ['config.json'] else 'differ'}"
+        folder = getattr(getattr(module.body, "backbone", None), "weights_dir", None) or info.get("name_or_path")
+        raise ConfigError(
+            "model.name_or_path",
+            f"{folder}: its {what} from the frozen base this checkpoint was trained on (it stores only the adapters); restore that model into the folder or point model.name_or_path at it",
+        )
 
 
 def restore_frozen_weights(module: nn.Module, checkpoint: dict[str, Any]) -> None:
@@ -43,6 +66,7 @@ def restore_frozen_weights(module: nn.Module, checkpoint: dict[str, Any]) -> Non
     info = checkpoint.get(BASE_MODEL_KEY)
     if info is None:
         return
+    check_same_base(module, info)
     state = checkpoint["state_dict"]
     own = module.state_dict()
     frozen = set(frozen_state_keys(module))

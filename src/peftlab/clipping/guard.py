@@ -57,6 +57,20 @@ class NonFiniteGuard:
             self.record_bad("loss", bad)
         return bool(bad)
 
+    def skip_bad_total(self, total: torch.Tensor) -> bool:
+        """Record (and return) whether the weighted total of the task losses is NaN/Inf on any rank.
+
+        Every task's loss can be finite while the weighting's combination of them is not (uncertainty
+        weighting with ``init_log_var=inf``: exp(-inf) * L + inf); such a step is skipped and counted
+        like a bad task loss."""
+        flag = (~torch.isfinite(total.detach().float())).float().reshape(1)
+        if world_size() > 1:
+            all_reduce_sum(flag)  # bad on any rank: every rank skips
+        bad = bool(flag.item() > 0)
+        if bad:
+            self.record_bad("weighted total loss", [])
+        return bad
+
     def record_bad(self, what: str, tasks: Sequence[str], key: str = "strategy.clipping.max_bad_steps") -> None:
         """Count one skipped step; raise when the limit of consecutive ones is reached."""
         self.skipped += 1

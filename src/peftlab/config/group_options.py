@@ -6,10 +6,15 @@ simple comma lists (``strategy=share,nope``); every other form of Hydra's overri
 (``glob(*)``, ``range``, ``choice``, ``interval``, ``tag``, ``~key``, ``+key``, ``++key``) and
 anything it does not understand is passed to Hydra untouched: it may add a clearer error, never
 a new failure.
+
+A ``/`` in an override's key always selects a config group (``strategy/pruning=magnitude``): a
+group that does not exist is refused too, whether or not the override carries ``+`` (Hydra adds
+``+strategy/prunning=magnitude`` as an unused key, so the run trained without pruning).
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +28,21 @@ def group_options(config_dir: Path, group: str) -> list[str] | None:
     if not folder.is_dir():
         return None
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def unknown_group(config_dir: Path, group: str) -> str | None:
+    """The error line for a group path (``a/b``, ``+a/b``) that is not a folder under ``config_dir``, else None."""
+    if "/" not in group or (config_dir / group).is_dir():
+        return None
+    parent, _, leaf = group.rpartition("/")
+    while parent and not (config_dir / parent).is_dir():  # the deepest folder that exists
+        parent, _, leaf = parent.rpartition("/")
+    folder = config_dir / parent if parent else config_dir
+    known = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != "hydra")
+    prefix = f"{parent}/" if parent else ""
+    match = difflib.get_close_matches(leaf, known, n=1, cutoff=0.5)
+    hint = f"did you mean {prefix}{match[0]}? " if match else ""
+    return f"{group}: not a config group; {hint}groups under {parent or 'configs'}: {', '.join(prefix + k for k in known)}"
 
 
 def parse_overrides(args: Sequence[str]) -> list[Override] | None:
@@ -53,6 +73,9 @@ def unknown_group_option(config_dir: str, args: Sequence[str]) -> str | None:
             group = override.key_or_group
             if override.package or group.startswith("hydra") or override.is_delete():
                 continue
+            missing_group = unknown_group(Path(config_dir), group)
+            if missing_group:
+                return missing_group
             options = group_options(Path(config_dir), group)
             values = plain_values(override) if options is not None else None
         except Exception:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from peftlab.data.batching import MixedTaskBatches, MultiTaskTensors, SequentialBatches, ShuffledBatches, task_probabilities
 from peftlab.data.inputs import concat_rows, is_text
+from peftlab.data.own_sources import source_groups
 from peftlab.data.resumable_loader import ResumableLoader
 from peftlab.data.source_splits import SPLITS, load_source_splits
 from peftlab.data.table import LabelledTable
@@ -18,6 +19,7 @@ from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.data.tokenize import load_tokenizer, tokenize_cached
 from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec, parse_task_specs
+from peftlab.validators import check_positive
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,9 @@ class MultiTaskDataModule(L.LightningDataModule):
     Args:
         source: the shared source (serves every task without an entry in ``sources``).
         tasks: task specs (mappings with name, label, type, num_classes, metric, metrics).
-        sources: ``{task name: source}`` for tasks with data of their own.
+        sources: ``{task name: source}`` for tasks with data of their own: a source object or a
+            plain mapping of file settings (``path``, ``text``, ``label``, ``classes``, …; see
+            :mod:`peftlab.data.own_sources`); tasks that name the same file share one read of it.
         mode: ``joint`` or ``mixed``.
         sampling, temperature: how mixed mode draws tasks.
         batch_size: samples per batch per process (DDP multiplies it by the world size).
@@ -95,8 +99,7 @@ class MultiTaskDataModule(L.LightningDataModule):
             raise ConfigError("data.source", f"tasks {missing} have no entry in data.sources, so they need the shared data.source")
         _check_choice("data.mode", mode, MODES)
         _check_choice("data.sampling", sampling, SAMPLINGS)
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError("data.temperature", f"must be a number > 0; got {temperature!r}")
+        check_positive("data.temperature", temperature)  # NaN, inf and negatives are refused too
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.max_length", max_length)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ConfigError(key, f"must be a positive integer; got {value!r}")
@@ -153,10 +156,9 @@ class MultiTaskDataModule(L.LightningDataModule):
         self._log_sizes()
 
     def _groups(self) -> list[tuple[str, Any, list[int]]]:
-        """``(config key, source, indices of the tasks it serves)`` for each source."""
-        shared = [i for i, t in enumerate(self.tasks) if t.name not in self.sources]
-        groups = [("data.source", self.source, shared)] if shared else []
-        return groups + [(f"data.sources.{t.name}", self.sources[t.name], [i]) for i, t in enumerate(self.tasks) if t.name in self.sources]
+        """``(config key, source, indices of the tasks it serves)`` for each source (tasks whose
+        plain ``data.sources`` mappings name the same file share one joint source)."""
+        return source_groups(self.tasks, self.source, self.sources)
 
     def _tokenized(self, table: LabelledTable) -> LabelledTable:
         """Raw texts replaced by their token ids (the tokenizer is loaded on first use)."""

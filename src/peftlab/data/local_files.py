@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from peftlab.data.table import LabelledTable
+from peftlab.data.text_files import absolute_path, check_unique_header
 from peftlab.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ class LocalFileSource:
     """
 
     def __init__(self, path: str, features: Sequence[str], labels: Sequence[str], stratify_label: str | None = None):
-        self.path = Path(path)
+        self.path = absolute_path(path)  # relative: from the directory the command ran in
         self.features = list(features)
         self.label_names = list(labels)
         self.stratify_label = stratify_label
@@ -35,7 +35,9 @@ class LocalFileSource:
         try:
             if self.path.suffix == ".csv":
                 with self.path.open(newline="", encoding="utf-8") as fh:
-                    return list(csv.DictReader(fh))
+                    reader = csv.DictReader(fh)
+                    check_unique_header(self.path, reader.fieldnames or [])  # DictReader would keep the last one silently
+                    return list(reader)
             if self.path.suffix in (".jsonl", ".json"):
                 with self.path.open(encoding="utf-8") as fh:
                     return [json.loads(line) for line in fh if line.strip()]
@@ -57,4 +59,11 @@ class LocalFileSource:
             labels = {n: torch.tensor([float(r[n]) for r in rows], dtype=torch.float32) for n in self.label_names}
         except ValueError as exc:
             raise ConfigError("data.source.path", f"non-numeric value in {self.path}: {exc}") from None
+        label_values = torch.stack(list(labels.values()), 1) if labels else x[:, :0]
+        # features must be finite; a NaN label means "not labelled", an infinite one (or > float32's range) is an error
+        for names, bad in ((self.features, ~x.isfinite()), (self.label_names, label_values.isinf())):
+            bad = torch.nonzero(bad)
+            if len(bad):
+                row, col = int(bad[0, 0]), int(bad[0, 1])
+                raise ConfigError(str(self.path), f"data row {row + 1}, column {names[col]!r}: {rows[row][names[col]]!r} is not a finite number")
         return LabelledTable(x, labels)

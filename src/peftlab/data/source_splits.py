@@ -42,6 +42,20 @@ def load_source_splits(
     _check_classes(key, source, tasks, task_ids)
     strat = getattr(source, "stratify_label", None)
     tables = {s: _task_columns(key, s, prepare(t), tasks, task_ids, strat) for s, t in (given or {"train": loaded}).items()}
+    try:
+        return _carved(dict(tables), val_fraction, test_fraction, seed)
+    except ValueError:  # scikit-learn: a split would be empty
+        n, given = len(tables["train"]), sorted(set(tables) - {"train"})
+        need = min_rows(val_fraction, test_fraction, given)
+        where = str(getattr(source, "path", "") or key)
+        raise ConfigError(
+            where,
+            f"{n} row(s) are too few to carve {' and '.join(s for s in ('val', 'test') if s not in given)} out of it (data.val_fraction={val_fraction}, data.test_fraction={test_fraction}); it needs at least {need} rows",
+        ) from None
+
+
+def _carved(tables: dict[str, LabelledTable], val_fraction: float, test_fraction: float, seed: int) -> dict[str, LabelledTable]:
+    """``tables`` with the missing val/test splits carved out of train."""
     if "test" not in tables:
         tables["train"], tables["test"] = _carve(tables["train"], test_fraction + (0 if "val" in tables else val_fraction), seed)
         if "val" not in tables:  # the held-out part is split again into val and test
@@ -51,14 +65,28 @@ def load_source_splits(
     return tables
 
 
+def min_rows(val_fraction: float, test_fraction: float, given: Sequence[str] = ()) -> int:
+    """The fewest rows a train file needs so that carving out the missing val/test splits leaves no
+    split empty (found by trying the same scikit-learn splits, not by restating its rounding)."""
+    for n in range(1, 10_000):
+        empty = {s: LabelledTable(torch.zeros(0, 1), {}) for s in given}
+        try:
+            _carved({"train": LabelledTable(torch.zeros(n, 1), {}), **empty}, val_fraction, test_fraction, 0)
+            return n
+        except ValueError:
+            continue
+    return 10_000
+
+
 def _check_classes(key: str, source: Any, tasks: Sequence[TaskSpec], task_ids: list[int]) -> None:
     """A task's own source that names its classes (``classes``) must name as many as the task has."""
-    classes = getattr(source, "classes", None)
-    if classes is None or key == "data.source":
+    if key == "data.source":
         return
-    task = tasks[task_ids[0]]
-    if len(classes) != task.num_classes:
-        raise ConfigError(f"data.tasks[{task_ids[0]}].num_classes", f"is {task.num_classes} but {key}.classes names {len(classes)}: {list(classes)}")
+    by_task = getattr(source, "task_classes", None) or {tasks[task_ids[0]].name: getattr(source, "classes", None)}
+    for i in task_ids:
+        task, classes = tasks[i], by_task.get(tasks[i].name)
+        if classes is not None and len(classes) != task.num_classes:
+            raise ConfigError(f"data.tasks[{i}].num_classes", f"is {task.num_classes} but data.sources.{task.name}.classes names {len(classes)}: {list(classes)}")
 
 
 def _task_columns(key: str, split: str, table: LabelledTable, tasks: Sequence[TaskSpec], task_ids: list[int], strat: str | None) -> LabelledTable:
@@ -90,10 +118,17 @@ def _label_column(key: str, table: LabelledTable, tasks: Sequence[TaskSpec], i: 
     """Task ``i``'s labels: its ``label`` column of the shared source, the one label column of its own source."""
     task = tasks[i]
     if key != "data.source" and len(table.labels) == 1:
-        return next(iter(table.labels.values()))
-    if task.label not in table.labels:
+        column = next(iter(table.labels.values()))
+    elif key != "data.source" and task.name in table.labels:  # a joint source names its columns by task
+        column = table.labels[task.name]
+    elif task.label not in table.labels:
         raise ConfigError(f"data.tasks[{i}].label", f"unknown label {task.label!r} in {key}; allowed: {', '.join(table.labels)}")
-    return table.labels[task.label]
+    else:
+        column = table.labels[task.label]
+    infinite = torch.nonzero(column.isinf()).flatten()
+    if len(infinite):  # a source's own reader names file, row and column; this catches any other source
+        raise ConfigError(key, f"label of task {task.name!r} in row {int(infinite[0]) + 1} is {column[infinite[0]].item()}: labels must be finite numbers")
+    return column
 
 
 def _carve(table: LabelledTable, fraction: float, seed: int) -> tuple[LabelledTable, LabelledTable]:
@@ -103,6 +138,6 @@ def _carve(table: LabelledTable, fraction: float, seed: int) -> tuple[LabelledTa
     stratify = labels.numpy() if labels is not None and not bool(labels.isnan().any()) else None
     try:
         keep, held = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError:  # a class too rare to stratify: plain random split
+    except ValueError:  # a class too rare to stratify: plain random split (too few rows: the ValueError goes on)
         keep, held = train_test_split(rows, test_size=fraction, random_state=seed)
     return table.subset(torch.as_tensor(keep)), table.subset(torch.as_tensor(held))

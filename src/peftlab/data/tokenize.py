@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
+import logging
 
 import torch
 
 from peftlab.data.text_inputs import TextColumn, TokenizedTexts
+from peftlab.data.token_cache import cache_path, cached
 from peftlab.errors import ConfigError
 from peftlab.packaged_assets import pretrained_path
 
 _CHUNK = 4096  # texts per tokenizer call
+CHARS_PER_TOKEN = 32  # a generous bound on characters per token: texts are cut to max_length x this first
+log = logging.getLogger(__name__)
 
 
 def load_tokenizer(name_or_path: str, key: str = "data.tokenizer"):
@@ -53,11 +55,37 @@ def _texts_digest(column: TextColumn) -> str:
     return h.hexdigest()
 
 
+def cut_to_budget(column: TextColumn, max_length: int) -> TextColumn:
+    """``column`` with every text cut to ``max_length`` × :data:`CHARS_PER_TOKEN` characters.
+
+    A tokenizer reads a whole text before it truncates, so one 50 MB cell costs gigabytes and
+    minutes; no token among the first ``max_length`` lies beyond that many characters, so the
+    token ids stay the same. How many texts were cut is noted in the log (one line).
+    """
+    budget = max_length * CHARS_PER_TOKEN
+    cut = 0
+
+    def trim(text: str | None) -> str | None:
+        nonlocal cut
+        if text is None or len(text) <= budget:
+            return text
+        cut += 1
+        return text[:budget]
+
+    texts = [trim(t) for t in column.texts]
+    pairs = [trim(p) for p in column.pairs] if column.pairs is not None else None
+    if cut:
+        log.info(f"data: cut {cut} text(s) longer than {budget:,} characters (data.max_length={max_length} x {CHARS_PER_TOKEN}) before tokenising")
+    return TextColumn(texts, pairs)
+
+
 def tokenize(column: TextColumn, tokenizer, max_length: int) -> TokenizedTexts:
     """Token ids of every row (truncated to ``max_length``), with segment ids if the tokenizer makes them.
 
-    A row whose second text is None is tokenised as a single text.
+    A row whose second text is None is tokenised as a single text. Texts are first cut to a
+    character budget (:func:`cut_to_budget`), which bounds memory and time on huge cells.
     """
+    column = cut_to_budget(column, max_length)
     want_types = "token_type_ids" in tokenizer.model_input_names
     rows: list[list[int]] = [[] for _ in range(len(column))]
     row_types: list[list[int]] = [[] for _ in range(len(column))]
@@ -84,21 +112,12 @@ def tokenize(column: TextColumn, tokenizer, max_length: int) -> TokenizedTexts:
 
 
 def tokenize_cached(column: TextColumn, tokenizer, max_length: int, cache_dir: str | None) -> TokenizedTexts:
-    """:func:`tokenize`, reusing ``<cache_dir>/tokens-<hash>.pt`` when the same texts, tokenizer and
-    ``max_length`` were tokenised before (no cache when ``cache_dir`` is None)."""
+    """:func:`tokenize`, reusing ``<cache_dir>/tokens-<hash>.safetensors`` when the same texts,
+    tokenizer and ``max_length`` were tokenised before (no cache when ``cache_dir`` is None).
+
+    The file is verified before use and rebuilt when it does not verify (see :mod:`peftlab.data.token_cache`).
+    """
     if not cache_dir:
         return tokenize(column, tokenizer, max_length)
-    key = hashlib.sha256(f"{_texts_digest(column)}|{tokenizer_fingerprint(tokenizer)}|{max_length}".encode()).hexdigest()[:24]
-    path = Path(cache_dir) / f"tokens-{key}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return TokenizedTexts(saved["ids"], saved["offsets"], saved.get("type_ids"), int(saved["pad_id"]))
-    tokens = tokenize(column, tokenizer, max_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    payload = {"ids": tokens.ids, "offsets": tokens.offsets, "pad_id": torch.tensor(tokens.pad_id)}
-    if tokens.type_ids is not None:
-        payload["type_ids"] = tokens.type_ids
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
-    return tokens
+    key = hashlib.sha256(f"{_texts_digest(column)}|{tokenizer_fingerprint(tokenizer)}|{max_length}".encode()).hexdigest()
+    return cached(cache_path(cache_dir, key), key, len(column), len(tokenizer), lambda: tokenize(column, tokenizer, max_length))

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from peftlab.checkpoints.base_fingerprint import folder_fingerprint
 from peftlab.errors import ConfigError
 from peftlab.models.pooling import POOLINGS, pool
-from peftlab.packaged_assets import pretrained_path
+from peftlab.packaged_assets import looks_local, pretrained_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def looks_local(name_or_path: str) -> bool:
-    """Whether ``name_or_path`` names a directory rather than a hub id (``org/name`` or ``name``)."""
-    return os.path.exists(name_or_path) or name_or_path.startswith(("/", "./", "../", "~", ".")) or "\\" in name_or_path or name_or_path.count("/") > 1
 
 
 def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: str | None = None) -> nn.Module:
@@ -28,11 +23,10 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: s
     """
     from transformers import AutoModel
 
-    name_or_path = pretrained_path(name_or_path)  # packaged names (minilm) -> their unpacked folder, as the tokenizer does
+    # packaged names (minilm) -> their unpacked folder, as the tokenizer does; a missing local folder: "no such directory: <abs path>"
+    name_or_path = pretrained_path(name_or_path)
     if looks_local(name_or_path):
         path = Path(name_or_path).expanduser()
-        if not path.is_dir():
-            raise ConfigError("model.name_or_path", f"directory not found: {name_or_path}; give a hub id (e.g. bert-base-uncased) or a folder written by save_pretrained")
         if not (path / "config.json").is_file():
             raise ConfigError("model.name_or_path", f"{name_or_path} has no config.json; give a folder written by save_pretrained")
         name_or_path = str(path)
@@ -52,6 +46,18 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: s
         raise ConfigError("model.name_or_path", f"{name_or_path}: {str(err).splitlines()[0]}") from None
     except OSError as err:
         raise ConfigError("model.name_or_path", f"cannot load {name_or_path}: {str(err).splitlines()[0]}") from None
+
+
+def weights_folder(name_or_path: str) -> str | None:
+    """The local folder ``from_pretrained`` read ``name_or_path`` from: the folder itself, or a hub
+    id's snapshot in the Hugging Face cache (looked up offline); None when not found there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = pretrained_path(name_or_path)
+    if looks_local(path):
+        return str(Path(path).expanduser().resolve())
+    found = try_to_load_from_cache(path, "config.json")
+    return str(Path(found).parent) if isinstance(found, str) else None
 
 
 class HFBackbone(nn.Module):
@@ -84,6 +90,12 @@ class HFBackbone(nn.Module):
             else:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.out_dim = int(self.model.config.hidden_size)
+        self.weights_dir = weights_folder(self.name_or_path)
+
+    def base_fingerprint(self) -> dict[str, str] | None:
+        """Digests of the folder the pretrained weights came from (None if it cannot be found); see
+        :mod:`peftlab.checkpoints.base_fingerprint`. An adapter-only checkpoint records it."""
+        return folder_fingerprint(self.weights_dir) if self.weights_dir else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, hidden]``."""

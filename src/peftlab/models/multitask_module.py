@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -30,7 +29,9 @@ from peftlab.clipping import Clipping, NoClipping, drop_grads, global_norm, grad
 from peftlab.clipping.guard import NonFiniteGuard, zero_loss
 from peftlab.distributed import world_size
 from peftlab.errors import ConfigError
+from peftlab.models.evaluation_steps import EvaluationSteps
 from peftlab.models.heads import TaskHeads
+from peftlab.models.optimizer_settings import check_optimizer_settings
 from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, per_task_backward
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.models.weighted_loss import shared_representation, weighted_loss
@@ -41,7 +42,7 @@ from peftlab.validators import check_int
 from peftlab.weighting import EqualWeighting, Weighting
 
 
-class MultiTaskModule(L.LightningModule):
+class MultiTaskModule(EvaluationSteps):
     """A model that trains several tasks at once.
 
     Args:
@@ -89,6 +90,7 @@ class MultiTaskModule(L.LightningModule):
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
+        check_optimizer_settings(self.optimizer_factory)
         self.scheduler_factory = scheduler
         self.val_metrics = TaskMetrics(self.tasks)
         self.test_metrics = TaskMetrics(self.tasks)
@@ -116,21 +118,26 @@ class MultiTaskModule(L.LightningModule):
             out, target = outputs[task.name], task.task_type.targets(batch, t)
             if present < len(rows):
                 out, target = out[rows], target[rows]
-            losses[task.name] = task.task_type.loss(out, target)
+            losses[task.name] = task.task_type.loss(self.heads.standardised(task.name, out), self.heads.standardised(task.name, target))
         return losses
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         """Forward, per-task losses, non-finite guard, then the weighted loss for Lightning to differentiate
         (automatic path) or the per-task gradients combined into ``.grad`` and an optimizer step at the
-        end of each accumulation window (per-task path). None: the step is skipped."""
+        end of each accumulation window (per-task path). None: the step is skipped (a non-finite task loss or
+        weighted total: counted by the guard, which stops the run after ``max_bad_steps`` in a row)."""
+        if not self.heads.target_scaling.done:  # a loader without a whole-split view: fit on the first batches
+            self.heads.fit_targets(batch["y"], batch["task_mask"])
         features = call_body(self.body, batch["inputs"], batch["task_mask"])
         losses = self.task_losses(self.heads(features), batch)
         if self.automatic_optimization:
             if self.guard.skip_bad_losses(losses):  # every rank skips (a zero loss under DDP, where Lightning needs one)
                 return zero_loss(self.parameters()) if world_size() > 1 else None
-            self.good_micro_batches += 1
             loss = weighted_loss(self.weighting, losses, features, self.body)
+            if self.guard.skip_bad_total(loss):
+                return zero_loss(self.parameters()) if world_size() > 1 else None
+            self.good_micro_batches += 1
             self.log_losses(loss, losses, inputs_size(batch["inputs"]))
             return loss
         optimizer = self.optimizers()
@@ -141,6 +148,9 @@ class MultiTaskModule(L.LightningModule):
         if result.skipped:  # a non-finite gradient row (without a grad scaler, which would skip the step itself)
             optimizer.zero_grad(set_to_none=True)  # drop the whole accumulation window
             self.guard.record_bad("gradient", result.non_finite_tasks)
+            return None
+        if self.guard.skip_bad_total(result.objective):  # finite rows, but the weighting's objective is not
+            optimizer.zero_grad(set_to_none=True)
             return None
         self.log_losses(result.objective, losses, inputs_size(batch["inputs"]))
         if (batch_idx + 1) % self.accumulate_grad_batches == 0 or self.trainer.is_last_batch:
@@ -229,6 +239,10 @@ class MultiTaskModule(L.LightningModule):
                 logger.log_metrics(metrics, step=step)
         self._step_metrics = {}
 
+    def on_train_start(self) -> None:
+        """Fit the regression targets' scaling on the training split (a fresh run; resume restores it)."""
+        self.heads.fit_targets_from(self.trainer.train_dataloader)
+
     def on_train_epoch_end(self) -> None:
         """Epoch-level weighting state (DWA); the per-epoch scheduler step on the manual path."""
         self.weighting.on_epoch_end()
@@ -258,41 +272,6 @@ class MultiTaskModule(L.LightningModule):
         """Make pruned layers maskable, and put the frozen pretrained weights back, before Lightning loads the state."""
         restore_pruning_reparam(self, checkpoint["state_dict"])
         for key, value in self.state_dict().items():  # a checkpoint from before a module kept extra state
-            if key.endswith("_extra_state"):
-                checkpoint["state_dict"].setdefault(key, value)
+            if key.endswith("_extra_state") or ".target_scaling." in key:  # (or scaled targets: it learned raw ones)
+                checkpoint["state_dict"].setdefault(key, torch.ones_like(value) if key.endswith(".fitted") else value)
         restore_frozen_weights(self, checkpoint)
-
-    # ------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:
-        outputs = self(batch["inputs"], batch["task_mask"])
-        mask = batch["task_mask"]
-        for t, task in enumerate(self.tasks):
-            rows = mask[:, t]
-            if bool(rows.any()):
-                metrics.update(task, outputs[task.name][rows], task.task_type.targets(batch, t)[rows])
-
-    def _log_eval(self, stage: str, metrics: TaskMetrics) -> dict[str, dict[str, float]]:
-        values = metrics.compute()
-        metrics.reset()
-        flat = {f"{stage}/{task}/{k}": v for task, d in values.items() for k, v in d.items()}
-        # the values are already synchronised by torchmetrics, so sync_dist averages identical
-        # numbers: it changes nothing and keeps Lightning from warning under DDP
-        self.log_dict(flat, sync_dist=True)
-        self.log(f"{stage}/score", metrics.score(values), prog_bar=True, sync_dist=True)
-        return values
-
-    def validation_step(self, batch, batch_idx):
-        """Accumulate validation metrics."""
-        self._eval_step(batch, self.val_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        """Log ``val/<task>/<metric>`` and ``val/score``."""
-        self._log_eval("val", self.val_metrics)
-
-    def test_step(self, batch, batch_idx):
-        """Accumulate test metrics."""
-        self._eval_step(batch, self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        """Log ``test/<task>/<metric>`` and ``test/score``; keep them for ``metrics.json``."""
-        self.last_test_metrics = self._log_eval("test", self.test_metrics)

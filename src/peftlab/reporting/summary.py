@@ -8,13 +8,36 @@ from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
+from peftlab.reporting.curves_plot import plot_curves
 from peftlab.reporting.metrics_file import write_metrics
+
+#: Widest layer name in the table: at 80 columns the value column still fits beside it.
+LAYER_NAME_WIDTH = 34
+
+
+def short_layer_names(names: list[str], width: int = LAYER_NAME_WIDTH) -> dict[str, str]:
+    """Distinguishable short names: the dotted prefix every name shares is dropped (two parts are
+    always kept), and a name still
+    wider than ``width`` keeps its end, where layer names differ ("…" + its last dotted parts that
+    fit, or its last characters)."""
+    parts = [n.split(".") for n in names]
+    common = 0
+    while len(names) > 1 and all(len(p) > common + 2 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    short = {}
+    for name, p in zip(names, parts):
+        rest = p[common:]
+        while len(rest) > 1 and len(".".join(rest)) > width - 1:
+            rest = rest[1:]
+        text = ".".join(rest)
+        short[name] = text if rest == p[common:] else "…" + text[-(width - 1) :]
+    return short
 
 
 def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> Table:
     """Per-task test metrics, parameter counts, α and wall time in one table."""
     table = Table(title=f"peftlab run — score {metrics.get('score', float('nan')):.4f}", show_lines=False)
-    table.add_column("what")
+    table.add_column("what", no_wrap=True)  # row names are cut by short_layer_names, never by rich
     table.add_column("value", justify="right")
     for task, values in metrics.get("tasks", {}).items():
         table.add_row(f"test/{task}", "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
@@ -26,8 +49,10 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
         table.add_row("prunable / sparsity", f"{p['prunable']:,} / {p['sparsity']:.1%}")
     pruning = metrics.get("pruning")
     if pruning:
-        for layer, info in pruning.get("layers", {}).items():
-            table.add_row(f"  sparsity {layer}", f"{info['sparsity']:.1%} ({info['nonzero']:,} of {info['numel']:,} non-zero)")
+        layers = pruning.get("layers", {})
+        names = short_layer_names(list(layers))
+        for layer, info in layers.items():
+            table.add_row(f"  sparsity {names[layer]}", f"{info['sparsity']:.1%} ({info['nonzero']:,} of {info['numel']:,} non-zero)")
         if "unit_sparsity" in pruning:
             table.add_row("  unit sparsity", f"{pruning['unit_sparsity']:.1%} of neurons/heads removed")
     if sharing:
@@ -60,6 +85,8 @@ def print_summary(metrics: dict[str, Any], sharing: dict[str, int] | None = None
 
 @rank_zero_only
 def report_run(run_dir, metrics: dict[str, Any], sharing: dict[str, int] | None = None) -> None:
-    """On rank zero: write ``<run_dir>/metrics.json`` and print the summary table."""
+    """On rank zero: write ``<run_dir>/metrics.json`` and ``curves.png`` (from the CSV logger's
+    file, when there is one), and print the summary table."""
     write_metrics(run_dir, metrics)
+    plot_curves(run_dir)
     print_summary(metrics, sharing)

@@ -21,6 +21,36 @@ from peftlab.checkpoints.atomic_files import atomic_path, write_text_atomic
 from peftlab.reporting.tradeoff_plot import pareto_front, write_tradeoff_plot
 
 NO_METRICS = "no metrics.json: the job did not finish"
+NOT_STARTED = "no job directory: the job never started"
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep launched, from its ``multirun.yaml`` (None when that cannot be told).
+
+    Optuna: ``hydra.sweeper.n_trials``. Hydra's basic sweeper: the product of the value counts of
+    its sweep overrides (``a=1,2``, ``range(...)``, ``choice(...)``) and ``hydra.sweeper.params``,
+    counted with Hydra's own override parser. A job that never started (a SLURM job cancelled
+    before it ran, a sweep stopped midway) has no directory, so only this count reveals it.
+    """
+    path = Path(sweep_dir) / "multirun.yaml"
+    try:
+        hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}) if path.is_file() else {}
+        sweeper = hydra_cfg.get("sweeper") or {}
+        target = str(sweeper.get("_target_", ""))
+        if "optuna" in target.lower():
+            return int(sweeper["n_trials"])
+        if not target.endswith("BasicSweeper"):
+            return None
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        args = list((hydra_cfg.get("overrides") or {}).get("task") or []) + [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        count = 1
+        for override in OverridesParser.create().parse_overrides(args):
+            if override.is_sweep_override():
+                count *= len(list(override.sweep_string_iterator()))
+        return count
+    except Exception:  # a glob sweep, an unknown sweeper, an unreadable file: count only what is on disk
+        return None
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -34,7 +64,8 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job: its overrides, status, score, per-task main metrics, sparsity, α and time.
 
     A failed job keeps its one-line ``error``; a job that left no ``metrics.json`` (killed, or
-    still running) is listed with status ``missing``.
+    still running) is listed with status ``missing``; a job of the sweep's plan
+    (:func:`planned_jobs`) without a directory, with status ``not started``.
     """
     rows, errors = [], []
     for job_dir in job_dirs(sweep_dir):
@@ -56,12 +87,25 @@ def collect_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                 row[f"alpha/{task}"] = a
             row["fit_s"] = metrics.get("timing", {}).get("fit_s")
         rows.append(row)
-        errors.append(None if metrics.get("status") == "completed" else metrics.get("error", ""))
+        errors.append(None if metrics.get("status") == "completed" else metrics.get("error") or _stopped(metrics))
+    seen = {row["job"] for row in rows}
+    for num in range(planned_jobs(sweep_dir) or 0):
+        if str(num) not in seen:
+            rows.append({"job": str(num), "overrides": "", "status": "not started"})
+            errors.append(NOT_STARTED)
+    order = sorted(range(len(rows)), key=lambda i: _job_order(rows[i]["job"]))
+    rows, errors = [rows[i] for i in order], [errors[i] for i in order]
     _keep_swept_overrides(rows)
     for row, error in zip(rows, errors):
         if error is not None:
             row["error"] = error  # added last so it becomes the last (longest) column
     return rows
+
+
+def _stopped(metrics: dict[str, Any]) -> str:
+    """The one-line error of an interrupted job: the signal and where it stopped."""
+    stopped = metrics.get("stopped") or {}
+    return f"interrupted by {stopped.get('signal')} at global step {stopped.get('global_step')}" if stopped else ""
 
 
 def _keep_swept_overrides(rows: list[dict[str, Any]]) -> None:
@@ -109,10 +153,13 @@ def write_sweep_report(sweep_dir: str | Path) -> dict[str, Path]:
             "",
             "Pareto front (no job scores at least as well with fewer non-zero parameters): " + ", ".join(f"job {r['job']} ({r['score']:.4f}, {r['nonzero_params']:,} non-zero)" for r in front) + ".",
         ]
-    failed = failed_jobs(rows)
+    failed = [r for r in failed_jobs(rows) if r["status"] != "not started"]
     if failed:
         lines += ["", f"{len(failed)} of {len(rows)} jobs failed: {', '.join(r['job'] for r in failed)}.", ""]
         lines += [f"- job {r['job']} ({r['overrides'] or 'defaults'}): {r.get('error', '')}" for r in failed]
+    never = [r for r in rows if r["status"] == "not started"]
+    if never:
+        lines += ["", f"{len(never)} of {len(rows)} jobs never started (no job directory): {', '.join(r['job'] for r in never)}."]
     write_text_atomic(paths["md"], "\n".join(lines) + "\n")
     _plot(rows, paths["png"])
     if write_tradeoff_plot(rows, sweep_dir / "tradeoff.png"):

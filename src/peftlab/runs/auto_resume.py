@@ -9,7 +9,9 @@ epoch and the position in it, as any ``ckpt_path=`` resume does. A job whose met
 Only the same job continues: a run directory holding a run of another config (a typo in
 ``hydra.run.dir``, the same directory reused with ``trainer.max_epochs=2``) is refused with one
 line naming the differing keys, and ``resume=false`` refuses a directory that holds a run instead
-of overwriting it. Nothing an earlier run wrote is replaced.
+of overwriting it. Nothing an earlier run wrote is replaced. Two processes started into one run
+dir at once are told apart by the run dir's lock (:mod:`peftlab.runs.run_dir_lock`), which
+:class:`RunDirGuard` takes before Hydra writes anything there.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from peftlab.checkpoints.mismatch import flatten_config
 from peftlab.errors import ConfigError
 from peftlab.reporting import METRICS_FILE
+from peftlab.runs.run_dir_lock import launching_process, lock_run_dir, release_run_dir
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -86,6 +89,9 @@ class RunDirGuard(Callback):
 
     Hydra saves ``.hydra/*.yaml`` and opens the job's log in the run dir before the task runs, so
     :func:`run_or_continue` alone would be too late to leave an earlier run's files untouched.
+    It then takes the run dir's lock for the life of the process (not for a completed run, which
+    is only read; not on DDP ranks > 0); a run dir that cannot be written is one line naming the
+    key that placed it there.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -99,12 +105,55 @@ class RunDirGuard(Callback):
             task = copy.deepcopy(cfg)
             with read_write(task), open_dict(task):
                 del task["hydra"]
-            check_run_dir(task, run_dir)
-        except RunDirInUse as err:
+            earlier = check_run_dir(task, run_dir)
+            if launching_process() and not (earlier is not None and earlier.name == METRICS_FILE):  # a completed run is only read
+                _lock_or_explain(task, run_dir)
+        except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         finally:
             HydraConfig.instance().set_config(config)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A multirun job: hold its own directory's lock while it runs (runs/run_dir_lock.py)."""
+        hc = config.get("hydra")
+        if hc is not None and str(hc.mode) == "RunMode.MULTIRUN" and launching_process():
+            try:
+                lock_run_dir(hc.runtime.output_dir, key="hydra.sweep.dir")
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(2)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A multirun job ended: the next job of this process has its own directory."""
+        hc = config.get("hydra")
+        if hc is not None and str(hc.mode) == "RunMode.MULTIRUN":
+            release_run_dir(hc.runtime.output_dir)
+
+
+def _lock_or_explain(task: DictConfig, run_dir: Path) -> None:
+    """Take the run dir's lock; a directory that cannot be written is one ConfigError naming the key that chose it."""
+    try:
+        lock_run_dir(run_dir)
+    except OSError as err:
+        key, where = unwritable_key(task, run_dir)
+        raise ConfigError(key, f"{where} cannot be written ({err.strerror or err}: {err.filename or run_dir}); point {key} at a writable directory") from None
+
+
+def unwritable_key(task: DictConfig, run_dir: Path) -> tuple[str, str]:
+    """(config key, its value) that placed ``run_dir`` where it cannot be written.
+
+    ``hydra.run.dir`` when the run dir lies outside ``paths.log_dir``; else ``PEFTLAB_ROOT`` when
+    that environment variable set the log dir (the default ``${paths.root_dir}/logs``), else
+    ``paths.log_dir``.
+    """
+    log_dir = Path(os.path.abspath(str(OmegaConf.select(task, "paths.log_dir", default="") or ".")))
+    if log_dir not in (run_dir, *run_dir.parents):
+        return "hydra.run.dir", str(run_dir)
+    root = os.environ.get("PEFTLAB_ROOT")
+    if root and Path(os.path.abspath(os.path.expanduser(root))) in (log_dir, *log_dir.parents):
+        return "PEFTLAB_ROOT", root
+    return "paths.log_dir", str(log_dir)
 
 
 def config_changes(before: dict, now: dict) -> list[str]:

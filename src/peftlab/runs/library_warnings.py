@@ -9,6 +9,8 @@ warning still shows. Lightning offers no switch for these, hence the filters.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 
 #: INFO lines of Lightning's that carry no information for a peftlab user (matched at the start).
@@ -48,8 +50,33 @@ class DropNoise(logging.Filter):
         return not str(record.getMessage()).startswith(self.prefixes)
 
 
+#: Environment switches of Hugging Face's loading/download bars ("Loading weights", "Map", downloads);
+#: set to 0 in the environment to see them again.
+LOADING_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+
+
+def quiet_loading_bars() -> None:
+    """Turn Hugging Face's loading bars off unless the environment asks for them.
+
+    The switches are read when the libraries are imported, so they are set before that; a
+    library imported earlier is told through its public call. Nothing is imported here (a digits
+    run never loads transformers).
+    """
+    for name in LOADING_BAR_SWITCHES:
+        os.environ.setdefault(name, "1")
+    if os.environ[LOADING_BAR_SWITCHES[0]] != "1":
+        return
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "datasets" in sys.modules and os.environ[LOADING_BAR_SWITCHES[1]] == "1":
+        sys.modules["datasets"].disable_progress_bars()
+
+
 def quiet_framework_noise(evaluating: bool = False) -> None:
-    """Install the filters (idempotent); ``evaluating`` also drops the training-only warnings."""
+    """Install the filters (idempotent) and turn loading bars off; ``evaluating`` also drops the training-only warnings."""
+    quiet_loading_bars()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         # Lightning adds its own console handler at import; Hydra's root handlers already print
         logger = logging.getLogger(name)

@@ -9,6 +9,7 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.sharing.base import AdapterLayer, SharingPolicy
+from peftlab.sharing.lora_targets import default_lora_targets, linear_layer_names, unmatched_targets
 from peftlab.sharing.peft_layers import merge_tuner_layers, tuner_layers, tuner_modules
 from peftlab.sharing.shared import SharedBody
 
@@ -38,11 +39,9 @@ def _check_targets(config: Any, model: nn.Module) -> None:
     targets = getattr(config, "target_modules", None)
     if targets is None or isinstance(targets, str):  # None: peft's defaults for the model type; str: a regex
         return
-    names = [n for n, _ in model.named_modules() if n]
-    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    missing = unmatched_targets(targets, model)
     if missing:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
-        raise ConfigError(f"{KEY}.target_modules", f"{missing} match no module of the backbone; module names there include {leaves[:12]}")
+        raise ConfigError(f"{KEY}.target_modules", f"{missing} match no module of the backbone; its linear layers are {linear_layer_names(model)}")
 
 
 class PeftBody(SharedBody):
@@ -65,8 +64,9 @@ class PeftAdapter(SharingPolicy):
     """One peft adapter (LoRA, DoRA, IA3, … any ``PeftConfig``) shared by every task (``strategy/sharing=peft``).
 
     The backbone's weights are frozen; the adapter and the task heads train. With
-    ``target_modules: null`` peft picks the modules for the architecture (query/value for
-    BERT, c_attn for GPT-2). HF backbones keep the transformer in ``.model``: that is what the
+    ``target_modules: null`` a LoRA adapter goes into the architecture's attention projections
+    (query/value for BERT, c_attn for GPT-2, q_lin/v_lin for DistilBERT: see
+    :mod:`~peftlab.sharing.lora_targets`); other adapter types take peft's defaults. HF backbones keep the transformer in ``.model``: that is what the
     adapter goes into, so peft sees the model type.
 
     Args:
@@ -85,18 +85,21 @@ class PeftAdapter(SharingPolicy):
         backbone = make_backbone()
         target = getattr(backbone, "model", backbone)
         adapter = self.adapter
-        if getattr(adapter, "target_modules", "") is None and getattr(target, "config", None) is None:
-            # peft infers targets from a Hugging Face config's model type; a plain network (the
-            # built-in MLP) has none, so every nn.Linear of it gets the adapter
-            adapter = copy.copy(adapter)
-            adapter.target_modules = [n for n, m in target.named_modules() if isinstance(m, nn.Linear)]
+        is_lora = str(getattr(adapter, "peft_type", "")).endswith("LORA")
+        if getattr(adapter, "target_modules", "") is None and (is_lora or getattr(target, "config", None) is None):
+            # peft infers targets from a table of model types (a plain network, the built-in MLP,
+            # has none): every linear layer of a plain network; LoRA: the attention projections
+            targets = default_lora_targets(target)
+            if targets is not None:
+                adapter = copy.copy(adapter)
+                adapter.target_modules = targets
         _check_targets(adapter, target)
         try:
             peft.inject_adapter_in_model(adapter, target)
         except ValueError as err:
             first = str(err).splitlines()[0]
             if "target_modules" in first or "not found" in first:
-                raise ConfigError(f"{KEY}.target_modules", f"{first} (set {KEY}.target_modules to module names of this backbone)") from None
+                raise ConfigError(f"{KEY}.target_modules", f"{first} (set {KEY}.target_modules to names of this backbone's linear layers: {linear_layer_names(target)})") from None
             raise ConfigError(KEY, first) from None
         # right after insertion peft has marked exactly the adapter's parameters trainable: record them
         return PeftBody(backbone, task_names, [p for p in backbone.parameters() if p.requires_grad])

@@ -31,6 +31,7 @@ from torch import nn
 
 from peftlab.errors import ConfigError
 from peftlab.sharing.base import AdapterLayer, PolicyBody, SharingPolicy
+from peftlab.sharing.lora_targets import default_lora_targets, linear_layer_names
 from peftlab.sharing.peft_layers import tuner_layers, tuner_modules
 from peftlab.sharing.routing import Routing, route_rows
 from peftlab.sharing.task_lora_export import export_task_adapter, refuse_merged_export
@@ -150,7 +151,8 @@ class TaskLoraBody(PolicyBody):
                 try:
                     inject_adapter_in_model(cfg, adapted, adapter_name=name)
                 except ValueError as err:
-                    raise ConfigError(f"{KEY}.target_modules", f"{str(err).splitlines()[0]}; name the backbone's linear layers (e.g. [query, value])") from None
+                    names = linear_layer_names(adapted)
+                    raise ConfigError(f"{KEY}.target_modules", f"{str(err).splitlines()[0]}; name some of the backbone's linear layers: {names}") from None
         self.routing = Routing(shared=(SHARED,) if shared_config is not None else ())
         self._routed_names = self._route_layers()
         self.adapter_configs = configs
@@ -242,7 +244,8 @@ class TaskLoRA(SharingPolicy):
 
     Args:
         r, lora_alpha, lora_dropout, target_modules: each task adapter's peft LoRA settings
-            (``target_modules: null``: peft's default for the architecture, query/value for BERT;
+            (``target_modules: null``: the architecture's attention projections, query/value for BERT,
+            q_lin/v_lin for DistilBERT, see :mod:`~peftlab.sharing.lora_targets`;
             every ``nn.Linear`` of a network without a Hugging Face config, such as the built-in MLP).
         ranks: optional ``{task: r}`` overriding ``r`` per task (alpha scales with it: alpha/r stays).
         shared_r, shared_alpha: a LoRA shared by all tasks under the per-task ones (``shared_r: 0``: none;
@@ -279,10 +282,8 @@ class TaskLoRA(SharingPolicy):
         backbone = make_backbone()
         targets = self.target_modules
         adapted = getattr(backbone, "model", backbone)
-        if targets is None and getattr(adapted, "config", None) is None:
-            # peft infers targets from a Hugging Face config's model type; a plain network (the
-            # built-in MLP) has none, so every nn.Linear of it gets adapters
-            targets = [n for n, m in adapted.named_modules() if isinstance(m, nn.Linear)]
+        if targets is None:  # the architecture's attention projections (every linear layer of a plain network)
+            targets = default_lora_targets(adapted)
         configs = {}
         for task in task_names:
             r = int(self.ranks.get(task, self.r))

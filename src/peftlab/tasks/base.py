@@ -35,6 +35,9 @@ class TaskType:
         main_metrics: the metrics that may be a task's main metric: higher is better (sweeps
             maximise the mean of the main metrics).
         stratify: whether a task's own source is split stratified by this task's labels.
+        scales_targets: whether the head learns standardised targets (``(y - mean) / std`` of the
+            training split, kept in the checkpoint) while its outputs and metrics stay on the
+            labels' scale (see :class:`~peftlab.models.heads.TargetScaling`).
     """
 
     name: ClassVar[str] = ""
@@ -42,6 +45,7 @@ class TaskType:
     default_metrics: ClassVar[tuple[str, ...]] = ()
     main_metrics: ClassVar[tuple[str, ...]] = ()
     stratify: ClassVar[bool] = False
+    scales_targets: ClassVar[bool] = False
 
     # ------------------------------------------------------------- the spec
     def num_classes(self, value: Any, key: str) -> int:

@@ -18,13 +18,15 @@ class RegressionTask(TaskType):
     """One real number per row (``num_classes`` 0 or left out).
 
     Metrics: ``pearson``, ``spearman``, ``r2`` (may be main) and ``mse`` (lower is better, so
-    never main). Labels are any real numbers; splits are not stratified by them.
+    never main). Labels are any real numbers; splits are not stratified by them. The head learns
+    standardised targets (``scales_targets``); predictions and metrics are on the labels' scale.
     """
 
     name = "regression"
     metrics = ("pearson", "spearman", "r2", "mse")
     default_metrics = ("r2", "mse")
     main_metrics = ("pearson", "spearman", "r2")
+    scales_targets = True
 
     def num_classes(self, value: Any, key: str) -> int:
         """``num_classes``: 0 or left out."""

@@ -171,19 +171,22 @@ class GradientWeighting(Weighting):
 
     def combine_gradients(self, rows: torch.Tensor, present: Sequence[int] | None = None, per_rank: bool = False) -> torch.Tensor:
         """``Σ_i α_i g_i`` for the rows ``g_i`` of ``rows`` ([T, P]), α from their Gram matrix; records α for :meth:`alpha`."""
-        if per_rank:  # the global gradient's Gram matrix = Σ_rank Gram / W² (rows of different samples)
-            gram = all_reduce_sum(rows.double() @ rows.double().T) / world_size() ** 2
-        else:
-            gram = (rows @ rows.T).double()  # T×T: float32 product, float64 solve
+        gram = self.gram_matrix(rows, per_rank)
         coeffs = self.record(self.coefficients(gram.cpu().numpy()), present)
         return coeffs.to(rows) @ rows
 
+    def gram_matrix(self, rows: torch.Tensor, per_rank: bool = False) -> torch.Tensor:
+        """``G Gᵀ`` of the rows as float64 (summed over DDP ranks / W² when ``per_rank``: the global gradient's Gram matrix)."""
+        if per_rank:  # rows of different samples: the global gradient's Gram matrix = Σ_rank Gram / W²
+            return all_reduce_sum(rows.double() @ rows.double().T) / world_size() ** 2
+        return (rows @ rows.T).double()  # T×T: product in the rows' precision, solve in float64
+
     def record(self, coeffs: np.ndarray, present: Sequence[int] | None = None) -> torch.Tensor:
-        """Store α of the present tasks (for :meth:`alpha`) and return it as a float32 tensor."""
-        coeffs_t = torch.as_tensor(np.asarray(coeffs, dtype=np.float64), dtype=torch.float32)
+        """Store α of the present tasks (for :meth:`alpha`) and return it as a float64 tensor (the caller casts it to the rows' dtype)."""
+        coeffs_t = torch.as_tensor(np.asarray(coeffs, dtype=np.float64), dtype=torch.float64)
         idx = list(range(len(self.task_names))) if present is None else list(present)
         if bool(torch.isfinite(coeffs_t).all()):
-            self.last_alpha[idx] = coeffs_t.to(self.last_alpha.device)
+            self.last_alpha[idx] = coeffs_t.to(self.last_alpha)
         return coeffs_t
 
     def generator(self) -> np.random.Generator:

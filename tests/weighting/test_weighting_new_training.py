@@ -1,0 +1,45 @@
+"""The methods of issue 24 in real training on the digits example (slow: ~10 s a run on 2 CPUs)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import metrics_files, read_json, run_cli
+from peftlab.train import train
+
+NEW = ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "gls"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", NEW)
+def test_new_method_trains_and_reports_alpha(make_cfg, method):
+    metrics = train(make_cfg(f"strategy/weighting={method}", "trainer.max_epochs=2"))
+    assert metrics["status"] == "completed" and metrics["score"] > 0.6  # chance: digit 0.1, binary 0.5
+    assert set(metrics["alpha"]) == {"digit", "parity", "high"}
+    assert all(math.isfinite(a) for a in metrics["alpha"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop"])
+def test_new_gradient_method_in_representation_mode(make_cfg, method):
+    metrics = train(make_cfg(f"strategy/weighting={method}", "strategy.weighting.mode=representation", "trainer.max_epochs=2"))
+    assert metrics["status"] == "completed" and metrics["score"] > 0.6
+
+
+@pytest.mark.slow
+def test_gradvac_targets_are_in_the_checkpoint(make_cfg):
+    metrics = train(make_cfg("strategy/weighting=gradvac", "trainer.max_epochs=1"))
+    state = torch.load(metrics["ckpt_path"], map_location="cpu", weights_only=True)["state_dict"]
+    targets = state["weighting.targets"]
+    assert targets.shape == (3, 3) and targets.abs().sum() > 0 and int(state["weighting.steps"]) == 20
+
+
+@pytest.mark.slow
+def test_upgrad_from_the_command_line(tmp_path):
+    result = run_cli("train.py", "strategy/weighting=upgrad", "trainer.max_epochs=1", "callbacks=none", "trainer.enable_progress_bar=false", log_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics,) = [read_json(p) for p in metrics_files(tmp_path)]
+    assert metrics["status"] == "completed" and metrics["config"]["strategy"]["weighting"]["_target_"] == "peftlab.weighting.UPGradWeighting"
