@@ -29,6 +29,16 @@ CASES = [
     ("pruning_group_typo_plus", "train.py", ["+strategy/prunning=magnitude"], "strategy/prunning", {}),
     ("pruning_group_typo", "train.py", ["strategy/prunning=magnitude"], "strategy/prunning", {}),
     ("parent_group_typo", "train.py", ["+stratgy/pruning=magnitude"], "stratgy/pruning", {}),
+    ("lr_inf", "train.py", ["model.optimizer.lr=inf"], "model.optimizer.lr", {}),
+    ("weight_decay_nan", "train.py", ["model.optimizer.weight_decay=nan"], "model.optimizer.weight_decay", {}),
+    ("seed_fraction", "train.py", ["seed=1.5"], "seed", {}),
+    ("check_val_every_text", "train.py", ["trainer.check_val_every_n_epoch=often"], "trainer.check_val_every_n_epoch", {}),
+    ("max_epochs_fraction", "train.py", ["trainer.max_epochs=1.5"], "trainer.max_epochs", {}),
+    ("clipping_group_typo_plus", "train.py", ["+strategy/cliping=norm"], "strategy/cliping", {}),
+    ("weighting_group_typo_plus", "train.py", ["+strategy/weighing=pcgrad"], "strategy/weighing", {}),
+    ("batch_size_negative", "train.py", ["data.batch_size=-4"], "data.batch_size", {}),
+    ("accumulate_zero", "train.py", ["strategy/weighting=pcgrad", "trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches", {}),
+    ("max_bad_steps_zero", "train.py", ["strategy.clipping.max_bad_steps=0"], "strategy.clipping.max_bad_steps", {}),
 ]
 
 
