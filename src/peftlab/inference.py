@@ -132,12 +132,15 @@ def from_checkpoint(ckpt_path: str, trust_remote_code: bool = False) -> Inferenc
     return from_module(model, cfg)
 
 
-def from_export(path: str) -> InferenceModel:
-    """The model of a file written by ``scripts/export.py`` (pruned units removed, adapters merged)."""
+def from_export(path: str, trust_remote_code: bool = False) -> InferenceModel:
+    """The model of a file written by ``scripts/export.py`` (pruned units removed, adapters merged);
+    its config is the checked one (values only, ``trust_remote_code`` from the caller)."""
+    from peftlab.checkpoints.safe_build import buildable_config
     from peftlab.export import load_exported
 
+    model = load_exported(path, trust_remote_code)  # one ConfigError line for a foreign or crafted file
     payload = torch.load(path, map_location="cpu", weights_only=True)  # safe: tensors and plain containers only
-    return from_module(load_exported(path), payload["config"])
+    return from_module(model, buildable_config(payload["config"], path, "path", trust_remote_code))
 
 
 def is_export(path: str) -> bool:
@@ -155,4 +158,4 @@ def load_for_inference(path: str, key: str = "ckpt_path", trust_remote_code: boo
     """A training checkpoint or an export, whichever ``path`` is; a missing file raises ConfigError naming ``key``."""
     if not Path(path).is_file():
         raise ConfigError(key, f"{Path(path).absolute()}: no such file; pass <run dir>/checkpoints/<file>.ckpt or a file written by scripts/export.py")
-    return from_export(path) if is_export(path) else from_checkpoint(path, trust_remote_code)
+    return from_export(path, trust_remote_code) if is_export(path) else from_checkpoint(path, trust_remote_code)

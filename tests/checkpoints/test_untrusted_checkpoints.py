@@ -69,6 +69,25 @@ def test_a_stored_target_nested_in_a_list_is_checked():
         buildable_config(config, "crafted.ckpt", "ckpt_path")
 
 
+def test_a_stored_target_nested_in_a_tuple_is_checked():
+    # weights_only loading allows tuples; OmegaConf turns them into lists that Hydra instantiates
+    config = stored(extra=({"_target_": "builtins.exec", "_args_": ["open('marker', 'w')"]},))
+    with pytest.raises(ConfigError, match=r"model\.extra\[0\]\."):
+        buildable_config(config, "crafted.pt", "path")
+
+
+def test_positional_arguments_are_refused():
+    # HFBackbone's third positional argument is trust_remote_code: _args_ would pass it past the keyword check
+    backbone = {"_target_": "peftlab.models.HFBackbone", "_partial_": True, "_args_": ["attacker/repo", "cls", True]}
+    with pytest.raises(ConfigError, match=r"model\.backbone\._args_"):
+        buildable_config(stored(backbone=backbone), "crafted.ckpt", "ckpt_path")
+
+
+def test_a_target_that_is_not_a_string_is_one_error():
+    with pytest.raises(ConfigError, match=r"model\.backbone\._target_"):
+        buildable_config(stored(backbone={"_target_": [1]}), "crafted.ckpt", "ckpt_path")
+
+
 def test_a_stored_interpolation_is_refused():
     with pytest.raises(ConfigError, match=r"model\.backbone\.name_or_path holds an interpolation"):
         buildable_config(stored(backbone={"_target_": "peftlab.models.HFBackbone", "name_or_path": "${oc.env:HOME}"}), "crafted.ckpt", "ckpt_path")

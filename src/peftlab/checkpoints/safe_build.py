@@ -46,6 +46,9 @@ MOVED_TARGETS = {
     "lightning.pytorch.loggers.CSVLogger": "peftlab.reporting.resumed_logs.ResumableCSVLogger",
     "lightning.pytorch.callbacks.RichModelSummary": "peftlab.callbacks.model_summary.ParameterSummary",
 }
+# Hydra's special keys that peftlab's own configs use; any other (``_args_`` would pass positional
+# arguments such as HFBackbone's trust_remote_code past the keyword check) is refused in a stored config
+INSTANTIATE_KEYS = ("_target_", "_partial_")
 # data.sources.<task> entries once named their source class and called the training file ``train``
 OLD_TEXT_SOURCE = "peftlab.data.TextFileSource"
 
@@ -84,10 +87,17 @@ def buildable_config(stored: DictConfig | dict, source: str, key: str, trust_rem
     ``source`` is the file the config came from and ``key`` the argument that named it
     (``ckpt_path``, ``path``); both appear in the error line.
     """
-    config = OmegaConf.to_container(stored, resolve=False) if isinstance(stored, DictConfig) else stored
+    # through OmegaConf first: a tuple (which weights_only loading allows) becomes a list, so every
+    # nested mapping below is walked; anything OmegaConf cannot hold is refused here
+    try:
+        config = OmegaConf.to_container(OmegaConf.create(stored), resolve=False)
+    except Exception as err:  # OmegaConf's errors for unsupported values and keys
+        raise ConfigError(key, f"{source}: its stored config is not a plain mapping of values ({type(err).__name__})") from None
     _upgrade_moved_components(config)
     allowed = allowed_targets()
     for path, name, value in list(_walk(config)):
+        if isinstance(name, str) and name.startswith("_") and name.endswith("_") and name not in INSTANTIATE_KEYS:
+            raise ConfigError(key, f"{source}: its stored config sets {path}, which peftlab's configs never use; a checkpoint's config supplies values, never how to call a component")
         if name == "_target_" and not (isinstance(value, str) and (value in allowed or _is_torch_optim_class(value))):
             raise ConfigError(key, f"{source}: its stored config sets {path}={value!r}, which is not one of peftlab's own components; a checkpoint's config supplies values, never what to import")
         if isinstance(value, str) and "${" in value:
@@ -118,7 +128,9 @@ def _upgrade_moved_components(node: Any) -> None:
     (``_target_: peftlab.data.TextFileSource``, ``train: <file>``) as today's plain mapping (in place)."""
     if isinstance(node, dict):
         target = node.get("_target_")
-        if target in MOVED_TARGETS:
+        if not isinstance(target, str):
+            pass  # (refused by the target check)
+        elif target in MOVED_TARGETS:
             node["_target_"] = MOVED_TARGETS[target]
         elif target == OLD_TEXT_SOURCE:
             del node["_target_"]

@@ -36,13 +36,16 @@ class TargetScaling(nn.Module):
         return self._done
 
     @torch.no_grad()
-    def fit(self, y: torch.Tensor, mask: torch.Tensor) -> None:
+    def fit(self, y: torch.Tensor, mask: torch.Tensor, across_ranks: bool = True) -> None:
         """Set the statistics of every not-yet-fitted task with >= 2 labelled rows in ``y`` / ``mask``
-        (``[N, k]``: the scaled tasks' columns); summed over DDP ranks, so every rank gets the same."""
-        m = mask.to(torch.float64)
-        v = torch.where(mask, y.to(torch.float64), torch.zeros((), dtype=torch.float64, device=y.device))
+        (``[N, k]``: the scaled tasks' columns). ``across_ranks``: each rank holds different rows
+        (its batches), summed over DDP ranks so every rank gets the same; False when every rank
+        passes the same whole split."""
+        dtype = torch.float32 if y.device.type == "mps" else torch.float64  # (MPS has no float64)
+        m = mask.to(dtype)
+        v = torch.where(mask, y.to(dtype), torch.zeros((), dtype=dtype, device=y.device))
         stats = torch.stack([m.sum(0), v.sum(0), (v * v).sum(0)]).to(self.mean.device)
-        if world_size() > 1:
+        if across_ranks and world_size() > 1:
             all_reduce_sum(stats)
         n, total, squares = stats
         mean = total / n.clamp(min=1)
@@ -92,11 +95,11 @@ class TaskHeads(nn.Module):
             return values
         return (values - self.target_scaling.mean[k]) / self.target_scaling.std[k]
 
-    def fit_targets(self, y: torch.Tensor, task_mask: torch.Tensor) -> None:
+    def fit_targets(self, y: torch.Tensor, task_mask: torch.Tensor, across_ranks: bool = True) -> None:
         """Fit :class:`TargetScaling` from targets ``[N, T]`` and their mask (every task's column, in task order)."""
         if self.scaled_columns and not self.target_scaling.done:
             cols = torch.tensor(self.scaled_columns, device=y.device)
-            self.target_scaling.fit(y.index_select(1, cols), task_mask.index_select(1, cols).bool())
+            self.target_scaling.fit(y.index_select(1, cols), task_mask.index_select(1, cols).bool(), across_ranks)
 
     def fit_targets_from(self, loader: Any) -> None:
         """Fit from the whole training split when ``loader.dataset`` exposes ``y`` and ``task_mask``
@@ -104,6 +107,6 @@ class TaskHeads(nn.Module):
         dataset = getattr(loader, "dataset", None)
         y, mask = getattr(dataset, "y", None), getattr(dataset, "task_mask", None)
         if isinstance(y, torch.Tensor) and isinstance(mask, torch.Tensor) and y.ndim == 2 and y.shape == mask.shape:
-            self.fit_targets(y, mask)
+            self.fit_targets(y, mask, across_ranks=False)  # every rank holds the same whole split
             self.target_scaling.fitted.fill_(True)  # the whole split was seen: a task without training rows keeps the identity
             self.target_scaling._done = True

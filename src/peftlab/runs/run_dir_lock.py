@@ -12,7 +12,9 @@ directory with rank 0 and take no lock.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import IO, Mapping
@@ -28,6 +30,11 @@ _held: dict[str, IO[str]] = {}  # run dir -> open lock file (the lock lives as l
 
 class RunDirLocked(ConfigError):
     """Another live process holds the run directory's lock."""
+
+
+# errno values of a filesystem that does not support flock at all (not "held by another process")
+NO_LOCKING = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
+log = logging.getLogger(__name__)
 
 
 def launching_process(env: Mapping[str, str] | None = None) -> bool:
@@ -55,6 +62,13 @@ def lock_run_dir(run_dir: str | os.PathLike, key: str = "hydra.run.dir") -> Path
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise RunDirLocked(key, f"{run_dir} is in use by another run (pid {holder}); wait for it to end, or give this run its own {key}") from None
+    except OSError as err:
+        handle.close()
+        if err.errno not in NO_LOCKING:
+            raise
+        # a filesystem without flock (Lustre mounted noflock, NFS without lockd): run unlocked, say so
+        log.warning("%s: %s cannot be locked on this filesystem (%s); two runs started into it at once would not be stopped", key, run_dir, err.strerror)
+        return path
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
