@@ -59,11 +59,23 @@ def test_signal_exits_non_zero_and_records_where_it_stopped(tmp_path, name, code
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 6
 
 
+def test_a_signal_when_every_step_ends_an_epoch_stops_at_the_next_epoch_start(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled", "PEFTLAB_TEST_SIGNAL": "SIGTERM@1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "runs"), os.environ.get("PYTHONPATH", "")])}
+    args = [a for a in RUN if "limit_train_batches" not in a] + ["++trainer.limit_train_batches=1"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, HELPER, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    # the signal arrives before step 2's batch, which ends epoch 1; its epoch-end last.ckpt holds step 2
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["stopped"]["global_step"] == 2 and metrics["stopped"]["ckpt_step"] == 2
+
+
 def test_the_same_command_after_sigterm_resumes_and_ends_like_an_uninterrupted_run(make_cfg, tmp_path):
     run_dir = tmp_path / "run"
     assert run_train(run_dir, "SIGTERM@3").returncode == 143
-    # step 4 ends epoch 0 (its epoch-end hooks have not run): it goes on to the next step boundary, step 5
-    assert json.loads((run_dir / "metrics.json").read_text())["stopped"]["global_step"] == 5
+    # step 4 ends epoch 0: the run stops at the start of epoch 1, whose epoch-end last.ckpt holds step 4
+    assert json.loads((run_dir / "metrics.json").read_text())["stopped"]["global_step"] == 4
     resumed = run_train(run_dir)  # the same command, no signal: auto-resume from last.ckpt
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -5,7 +5,8 @@ code is None: the process exits 0 and ``train.py … && next`` runs ``next`` on 
 Its Ctrl+C path exits 1 without a checkpoint. This callback replaces both handlers for the time
 of training with one that only sets a flag (I/O in a handler can deadlock on a lock the
 interrupted code holds); at the end of the next batch that completed an optimizer step and is not
-an epoch's last batch, every rank agrees (one small all-reduce under DDP), ``last.ckpt`` is
+an epoch's last batch (or, failing that, at the start of the next epoch when the epoch-end
+``last.ckpt`` holds the current step), every rank agrees (one small all-reduce under DDP), ``last.ckpt`` is
 written as a step checkpoint would be (exact resume), and :class:`RunInterrupted` ends the run
 before the next batch starts (after Lightning logged the last batch's metrics).
 The command line (``peftlab.cli``) records ``status: "interrupted"`` in metrics.json and exits
@@ -79,6 +80,17 @@ class StopOnSignal(StepBoundaryCallback):
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state (optimizer, loops); said, so Lightning does not log "weights_only was not set"
         self._stop = self._interruption(int(signum), saved_now=True)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A signal that came during an epoch's last step, validation or epoch end (or a run whose every
+        step ends an epoch): stop here when the epoch-end ``last.ckpt`` holds this very step (exact resume)."""
+        if not self.active:
+            return
+        signum = float(self.signum or 0)
+        if trainer.world_size > 1:
+            signum = float(trainer.strategy.reduce(torch.tensor(signum, device=pl_module.device), reduce_op="max"))
+        if signum and _saved_step(self.path if self.path.is_file() else None) == trainer.global_step:
+            raise self._interruption(int(signum), saved_now=False)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         """Stop before the next batch, once the batch that wrote the checkpoint has logged its metrics."""
