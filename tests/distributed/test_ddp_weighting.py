@@ -22,7 +22,27 @@ import torch
 HERE = Path(__file__).resolve().parents[1]  # tests/: conftest and the helpers
 sys.path.insert(0, str(HERE))
 
-METHODS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "imtl", "famo"]
+METHODS = [
+    "equal",
+    "fixed",
+    "uncertainty",
+    "dwa",
+    "rlw",
+    "gradnorm",
+    "pcgrad",
+    "cagrad",
+    "mgda",
+    "imtl",
+    "famo",
+    "gls",
+    "upgrad",
+    "dualproj",
+    "aligned_mtl",
+    "config_grad",
+    "fairgrad",
+    "gradvac",
+    "graddrop",
+]
 # FAMO's learned logits amplify float rounding (a 1e-7 perturbation of the initial weights grows
 # to 3e-4 after 6 steps at lr 0.2, 1.5e-6 at lr 0.05, measured single-process), so its check
 # runs at a smaller learning rate: the comparison tests the DDP logic, not chaotic dynamics.
@@ -90,10 +110,17 @@ def run_two_ranks(methods: list[str], extra: list[str], out: Path) -> None:
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
 
 
+# GradDrop reports α as the fraction of each task's squared gradient it kept: a ratio of sums over
+# every coordinate, whose float rounding (summation order differs between 1 and 2 ranks) reaches
+# ~1.4e-5 while the parameters it produced agree within 1e-5; the ratio is compared at 1e-4.
+REPORT_ONLY = {"weighting.last_alpha": 1e-4}
+
+
 def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: str) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=0), f"{what}: {key} differs by {(a[key] - b[key]).abs().max():.2e}"
+        atol = REPORT_ONLY.get(key, 1e-5) if what.startswith("graddrop") else 1e-5
+        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), f"{what}: {key} differs by {(a[key] - b[key]).abs().max():.2e}"
 
 
 @pytest.mark.slow
