@@ -154,7 +154,7 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path):
 SAVER = """
 import sys, torch
 from peftlab.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
-AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(40_000_000)}, "global_step": 8}, sys.argv[1])
+AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(40_000_000)}, "global_step": 8, "pytorch-lightning_version": "2.5.0"}, sys.argv[1])
 """
 
 
@@ -162,7 +162,7 @@ AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(40_000_000
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_path):
     """A real process killed (SIGKILL) while a 160 MB checkpoint is being written."""
     target = tmp_path / "last.ckpt"
-    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.arange(5.0)}, "global_step": 7}, target)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.arange(5.0)}, "global_step": 7, "pytorch-lightning_version": "2.5.0"}, target)
     before = hashlib.sha256(target.read_bytes()).hexdigest()
     proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], cwd=ROOT, env={**os.environ})
     try:

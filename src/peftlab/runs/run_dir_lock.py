@@ -16,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, Mapping
 
@@ -58,8 +59,7 @@ def lock_run_dir(run_dir: str | os.PathLike, key: str = "hydra.run.dir") -> Path
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
+        holder = _holder_pid(handle)
         handle.close()
         raise RunDirLocked(key, f"{run_dir} is in use by another run (pid {holder}); wait for it to end, or give this run its own {key}") from None
     except OSError as err:
@@ -75,6 +75,18 @@ def lock_run_dir(run_dir: str | os.PathLike, key: str = "hydra.run.dir") -> Path
     handle.flush()
     _held[str(run_dir)] = handle
     return path
+
+
+def _holder_pid(handle: IO[str], wait_s: float = 2.0) -> str:
+    """The pid the holder writes right after taking the lock: a start racing ours may hold the
+    lock and not have written it yet, so wait briefly for it ("unknown" if it never comes)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "unknown"
+        time.sleep(0.02)
 
 
 def release_run_dir(run_dir: str | os.PathLike) -> None:
