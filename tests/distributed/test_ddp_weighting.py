@@ -47,6 +47,7 @@ METHODS = [
     "pcd",
     "krum",
     "trimmed_mean",
+    "moco",
 ]
 # FAMO's learned logits amplify float rounding (a 1e-7 perturbation of the initial weights grows
 # to 3e-4 after 6 steps at lr 0.2, 1.5e-6 at lr 0.05, measured single-process), so its check

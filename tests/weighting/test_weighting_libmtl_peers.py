@@ -1,4 +1,4 @@
-"""STCH and DB-MTL against LibMTL (main, commit 4336804847eaa5e0b924b743d76beec7ac3fdc97).
+"""STCH, DB-MTL and MoCo against LibMTL (main, commit 4336804847eaa5e0b924b743d76beec7ac3fdc97).
 
 LibMTL is not installed (its PyPI release, 1.1.5 of 2021, has neither method, and it pulls
 torchvision), so each method's ``backward`` body is transcribed below line for line and run with
@@ -7,7 +7,8 @@ L_i(θ) = c_i + g_i·θ at θ = 0 (value c_i > 0, gradient g_i). Both sides then
 matrices and losses; the combined directions are compared to 1e-6 relative (of the larger norm).
 
 Scale: none needed. STCH's LibMTL gradient is Σ_i ∂loss/∂L_i · g_i and ours Σ_i α_i g_i with the
-same α; DB-MTL's update is Σ_i α_i m_i on both sides (LibMTL's sum scale is kept).
+same α; DB-MTL's update is Σ_i α_i m_i on both sides (LibMTL's sum scale is kept); MoCo's is
+Yᵀλ in LibMTL (Σλ = 1) and T·Yᵀλ here (the equal-weighting scale), so LibMTL's is multiplied by T.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 from peer_matrices import CASES, assert_close, matrices
 
-from peftlab.weighting import DBMTLWeighting, STCHWeighting
+from peftlab.weighting import DBMTLWeighting, MoCoWeighting, STCHWeighting
 
 LOSS_SCALES = torch.tensor([0.7, 2.5, 0.05], dtype=torch.float64)  # per-task losses: one 50× smaller than another
 
@@ -78,6 +79,26 @@ class LibMTLDBMTL:
         return sum([alpha[i] * self.grad_buffer[i] for i in range(self.task_num)])
 
 
+class LibMTLMoCo:
+    """LibMTL/weighting/MoCo.py ``init_param`` + ``backward`` (``_compute_grad`` = one autograd.grad per task)."""
+
+    def __init__(self, task_num: int, grad_dim: int):
+        self.task_num, self.step = task_num, 0
+        self.y = torch.zeros(task_num, grad_dim, dtype=torch.float64)
+        self.lambd = torch.ones([task_num], dtype=torch.float64) / task_num
+
+    def backward(self, model: LinearTasks, beta: float, beta_sigma: float, gamma: float, gamma_sigma: float, rho: float) -> torch.Tensor:
+        self.step += 1
+        losses = model.losses()
+        grads = torch.stack([torch.autograd.grad(losses[i], model.theta, retain_graph=True)[0] for i in range(self.task_num)])
+        with torch.no_grad():
+            for tn in range(self.task_num):
+                grads[tn] = grads[tn] / (grads[tn].norm() + 1e-8) * losses[tn]
+        self.y = self.y - (beta / self.step**beta_sigma) * (self.y - grads)
+        self.lambd = torch.softmax(self.lambd - (gamma / self.step**gamma_sigma) * (self.y @ self.y.t() + rho * torch.eye(self.task_num, dtype=torch.float64)) @ self.lambd, -1)
+        return self.y.t() @ self.lambd
+
+
 def step_inputs(rows: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient matrix and the losses at ``step`` (both drift, so the moving averages matter)."""
     t = len(rows)
@@ -123,3 +144,20 @@ def test_db_mtl_matches_libmtl_over_several_steps(case, beta, beta_sigma):
         assert_close(mine.combine_gradients(step_rows.clone()), want)
         mine.on_optimizer_step()
     assert torch.allclose(mine.grad_buffer, theirs.grad_buffer)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("gamma,rho", [(0.1, 0.0), (2.0, 0.5)])
+def test_moco_matches_libmtl_over_several_steps(case, gamma, rho):
+    rows = matrices()[case]
+    t = len(rows)
+    theirs = LibMTLMoCo(t, rows.shape[1])
+    mine = MoCoWeighting(gamma=gamma, rho=rho)
+    mine.setup([f"t{i}" for i in range(t)])
+    for step in range(4):
+        step_rows, values = step_inputs(rows, step)
+        want = theirs.backward(LinearTasks(step_rows, values), beta=0.5, beta_sigma=0.5, gamma=gamma, gamma_sigma=0.5, rho=rho)
+        mine.combine({f"t{i}": values[i] for i in range(t)})
+        assert_close(mine.combine_gradients(step_rows.clone()), t * want)
+        mine.on_optimizer_step()
+    assert torch.allclose(mine.lambd, theirs.lambd) and torch.allclose(mine.tracked, theirs.y)

@@ -10,7 +10,7 @@ import torch
 from conftest import metrics_files, read_json, run_cli
 from peftlab.train import train
 
-NEW = ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "gls", "db_mtl", "pcd", "krum", "trimmed_mean"]
+NEW = ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "gls", "db_mtl", "pcd", "krum", "trimmed_mean", "moco"]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from peftlab.weighting.gradvac import GradVacWeighting
 from peftlab.weighting.imtl import IMTLWeighting
 from peftlab.weighting.krum import KrumWeighting
 from peftlab.weighting.mgda import MGDAWeighting
+from peftlab.weighting.moco import MoCoWeighting
 from peftlab.weighting.pcd import PCDWeighting
 from peftlab.weighting.pcgrad import PCGradWeighting
 from peftlab.weighting.rlw import RLWWeighting
@@ -53,4 +54,5 @@ __all__ = [
     "PCDWeighting",
     "KrumWeighting",
     "TrimmedMeanWeighting",
+    "MoCoWeighting",
 ]
