@@ -61,3 +61,18 @@ def test_upgrad_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = [read_json(p) for p in metrics_files(tmp_path)]
     assert metrics["status"] == "completed" and metrics["config"]["strategy"]["weighting"]["_target_"] == "peftlab.weighting.UPGradWeighting"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,extra", [("db_mtl", ["trainer.max_epochs=1"]), ("stch", ["strategy.weighting.warmup_epochs=0", "trainer.max_epochs=2"])])
+def test_stateful_new_method_under_bf16_per_task_clipping_and_accumulation(make_cfg, method, extra):
+    """DB-MTL's moving average (MoCo's and PCD's take the same path) and STCH's nadir and smooth
+    phase under bf16 autocast, clipped rows and 2 micro-batches a step (bf16 on CPU is slow: kept short)."""
+    overrides = ["trainer.precision=bf16-mixed", "strategy/clipping=per_task", "trainer.accumulate_grad_batches=2", *extra]
+    metrics = train(make_cfg(f"strategy/weighting={method}", *overrides))
+    assert metrics["status"] == "completed" and all(math.isfinite(a) for a in metrics["alpha"].values())
+    state = torch.load(metrics["ckpt_path"], map_location="cpu", weights_only=True)["state_dict"]
+    if method == "db_mtl":  # one update a micro-batch: 20 micro-batches in the epoch
+        assert int(state["weighting.updates"]) == 20 and bool(torch.isfinite(state["weighting.grad_buffer"]).all())
+    else:
+        assert int(state["weighting.epochs"]) == 2 and bool((state["weighting.nadir"] > 0).all())
