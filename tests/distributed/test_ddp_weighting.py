@@ -42,11 +42,17 @@ METHODS = [
     "fairgrad",
     "gradvac",
     "graddrop",
+    "db_mtl",
+    "stch",
+    "pcd",
+    "krum",
+    "trimmed_mean",
+    "moco",
 ]
 # FAMO's learned logits amplify float rounding (a 1e-7 perturbation of the initial weights grows
 # to 3e-4 after 6 steps at lr 0.2, 1.5e-6 at lr 0.05, measured single-process), so its check
 # runs at a smaller learning rate: the comparison tests the DDP logic, not chaotic dynamics.
-EXTRA = {"fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"], "gradnorm": ["strategy.weighting.w_lr=0.2"], "famo": ["model.optimizer.lr=0.05"]}
+EXTRA = {"fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"], "gradnorm": ["strategy.weighting.w_lr=0.2"], "famo": ["model.optimizer.lr=0.05"], "stch": ["strategy.weighting.warmup_epochs=1"]}
 GLOBAL_BATCH = 64
 # SGD (no adaptive normalisation, so float rounding is not amplified), no dropout; 3 epochs of
 # 2 steps so that DWA's ratio and FAMO's/GradNorm's learned weights are active.

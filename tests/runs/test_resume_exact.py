@@ -38,6 +38,9 @@ CASES = {
     "famo": (["strategy/weighting=famo"], 6),
     "gradnorm": (["strategy/weighting=gradnorm"], 6),
     "rlw": (["strategy/weighting=rlw"], 6),
+    "db_mtl": (["strategy/weighting=db_mtl"], 6),
+    "moco": (["strategy/weighting=moco"], 6),
+    "stch": (["strategy/weighting=stch", "strategy.weighting.warmup_epochs=1"], 6),  # epoch 1: the nadir's partial sums in the checkpoint
     "magnitude": ([*PRUNE, "strategy/pruning=magnitude"], 6),
     "movement": ([*PRUNE, "strategy/pruning=movement"], 6),
     "accumulation": (["trainer.accumulate_grad_batches=2", "callbacks.step_checkpoint.every_n_train_steps=1"], 3),

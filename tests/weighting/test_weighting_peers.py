@@ -18,6 +18,8 @@ import torch
 torchjd = pytest.importorskip("torchjd.aggregation")
 pytest.importorskip("qpsolvers")  # torchjd's UPGrad / DualProj solver
 
+from peer_matrices import CASES, assert_close, matrices  # noqa: E402
+
 from peftlab.weighting import (  # noqa: E402
     AlignedMTLWeighting,
     ConFIGWeighting,
@@ -25,38 +27,16 @@ from peftlab.weighting import (  # noqa: E402
     FairGradWeighting,
     GradDropWeighting,
     GradVacWeighting,
+    KrumWeighting,
+    PCDWeighting,
+    TrimmedMeanWeighting,
     UPGradWeighting,
 )
-
-
-def matrices() -> dict[str, torch.Tensor]:
-    """Per-task gradient matrices [T, P] covering the cases of the issue."""
-    gen = torch.Generator().manual_seed(7)
-    base = torch.randn(40, generator=gen, dtype=torch.float64)
-    noise = torch.randn(3, 40, generator=gen, dtype=torch.float64)
-    agree = base + 0.3 * noise
-    return {
-        "conflicting_2": torch.stack([base, -0.8 * base + 0.5 * noise[0]]),
-        "agreeing_2": agree[:2],
-        "near_parallel_2": torch.stack([base, 1.3 * base + 1e-3 * noise[0]]),
-        "conflicting_3": torch.stack([base, -0.5 * base + noise[0], noise[1] - 0.2 * base]),
-        "agreeing_3": agree,
-        "one_10x_larger_3": torch.stack([10 * noise[0], noise[1], -0.5 * noise[0] + noise[2]]),
-        "random_3": noise,
-    }
-
-
-CASES = list(matrices())
 
 
 def ours(method, rows: torch.Tensor) -> torch.Tensor:
     method.setup([f"t{i}" for i in range(len(rows))])
     return method.combine_gradients(rows.clone())
-
-
-def assert_close(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-6) -> None:
-    scale = max(float(want.norm()), float(got.norm()), 1e-12)
-    assert float((got - want).norm()) / scale < rel, (got.norm(), want.norm(), (got - want).norm())
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -118,3 +98,36 @@ def test_graddrop_leak_matches_torchjd():
     torch.manual_seed(1 * 1_000_003)
     want = torchjd.GradDrop(leak=torch.tensor(leak, dtype=torch.float64))(rows)
     assert_close(mine.combine_gradients(rows.clone()), want, rel=1e-12)
+
+
+CASES3 = [c for c in CASES if c.endswith("_3")]  # Krum needs n_byzantine + 3 rows, a trim of 1 needs 3
+
+
+@pytest.mark.parametrize("case", CASES3)
+@pytest.mark.parametrize("n_selected", [1, 2])
+def test_krum_matches_torchjd(case, n_selected):
+    rows = matrices()[case]
+    want = torchjd.Krum(n_byzantine=0, n_selected=n_selected)(rows) * len(rows)  # torchjd's mean of the selected rows × T
+    assert_close(ours(KrumWeighting(n_selected=n_selected), rows), want, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_trimmed_mean_matches_torchjd(case):
+    rows = matrices()[case]
+    k = 1 if len(rows) == 3 else 0
+    want = torchjd.TrimmedMean(trim_number=k)(rows) * len(rows)  # torchjd's mean of the kept entries × T
+    assert_close(ours(TrimmedMeanWeighting(trim_number=k), rows), want, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("tau", [0.02, 0.5])
+def test_pcd_matches_torchjd_over_several_steps(case, tau):
+    """Same EMA of squared norms, step after step; both on the primary gradient's scale (no rescale)."""
+    rows = matrices()[case]
+    theirs = torchjd.PCD(tau=tau, beta=0.9)
+    mine = PCDWeighting(tau=tau, beta=0.9)
+    mine.setup([f"t{i}" for i in range(len(rows))])
+    for step in range(4):
+        step_rows = rows * (1 + 0.3 * step) + 0.2 * step * rows.flip(0)
+        assert_close(mine.combine_gradients(step_rows.clone()), theirs(step_rows))
+    assert int(mine.ema_steps[0]) == 4

@@ -117,6 +117,11 @@ def config_error(fn):
         (["strategy/weighting=pcgrad", "strategy.weighting.mode=fast"], "strategy.weighting.mode", "params, representation"),
         (["strategy/weighting=gradnorm", "strategy.weighting.asymmetry=-1"], "strategy.weighting.asymmetry", ">= 0"),
         (["strategy/weighting=famo", "strategy.weighting.w_lr=0"], "strategy.weighting.w_lr", "> 0"),
+        (["strategy/weighting=stch", "strategy.weighting.mu=0"], "strategy.weighting.mu", "> 0"),
+        (["strategy/weighting=db_mtl", "strategy.weighting.mode=representation"], "strategy.weighting.mode", "params"),
+        (["strategy/weighting=pcd", "strategy.weighting.primary=nope"], "strategy.weighting.primary", "digit, parity, high"),
+        (["strategy/weighting=krum", "strategy.weighting.n_byzantine=1"], "strategy.weighting.n_byzantine", "n_byzantine + 3"),
+        (["strategy/weighting=trimmed_mean", "strategy.weighting.trim_number=2"], "strategy.weighting.trim_number", "2 * trim_number + 1"),
     ],
 )
 def test_bad_input_names_the_key(make_cfg, overrides, key, says):

@@ -4,6 +4,7 @@ from peftlab.weighting.aligned_mtl import AlignedMTLWeighting
 from peftlab.weighting.base import GradientWeighting, Weighting
 from peftlab.weighting.cagrad import CAGradWeighting
 from peftlab.weighting.config_grad import ConFIGWeighting
+from peftlab.weighting.db_mtl import DBMTLWeighting
 from peftlab.weighting.dualproj import DualProjWeighting
 from peftlab.weighting.dwa import DWAWeighting
 from peftlab.weighting.equal import EqualWeighting
@@ -15,9 +16,14 @@ from peftlab.weighting.graddrop import GradDropWeighting
 from peftlab.weighting.gradnorm import GradNormWeighting
 from peftlab.weighting.gradvac import GradVacWeighting
 from peftlab.weighting.imtl import IMTLWeighting
+from peftlab.weighting.krum import KrumWeighting
 from peftlab.weighting.mgda import MGDAWeighting
+from peftlab.weighting.moco import MoCoWeighting
+from peftlab.weighting.pcd import PCDWeighting
 from peftlab.weighting.pcgrad import PCGradWeighting
 from peftlab.weighting.rlw import RLWWeighting
+from peftlab.weighting.stch import STCHWeighting
+from peftlab.weighting.trimmed_mean import TrimmedMeanWeighting
 from peftlab.weighting.uncertainty import UncertaintyWeighting
 from peftlab.weighting.upgrad import UPGradWeighting
 
@@ -43,4 +49,10 @@ __all__ = [
     "FairGradWeighting",
     "GradVacWeighting",
     "GradDropWeighting",
+    "DBMTLWeighting",
+    "STCHWeighting",
+    "PCDWeighting",
+    "KrumWeighting",
+    "TrimmedMeanWeighting",
+    "MoCoWeighting",
 ]

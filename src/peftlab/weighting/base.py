@@ -132,6 +132,15 @@ class Weighting(nn.Module):
                 present[i] = True
         return values, present
 
+    def _global_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The losses of the global batch (float64, task order) and this batch's presence mask: each task's
+        loss averaged over the DDP ranks whose batch holds it (1 where no rank has it)."""
+        values, present = self._loss_vector(losses)
+        totals = all_reduce_sum(torch.cat([values, present.double()]))
+        t = len(self.task_names)
+        seen = totals[t:] > 0
+        return torch.where(seen, totals[:t] / totals[t:].clamp(min=1), torch.ones_like(values)), present
+
 
 class GradientWeighting(Weighting):
     """A method that combines per-task gradients ``g_i`` into one update ``Σ_i α_i g_i``.
