@@ -37,7 +37,10 @@ def check_causal_lm_body(tasks: Sequence[TaskSpec], body: Any) -> None:
     if other:
         raise ConfigError(f"data.tasks[{other[0]}].type", f"{tasks[other[0]].type} heads on a causal-LM decoder are not built yet: every task of model=hf_causal_lm must be causal_lm")
     if not body.trainable_parameters():
-        raise ConfigError("strategy.sharing", "nothing trains: causal_lm tasks have no head of their own (the LM head is the decoder's); use full, bitfit or peft")
+        raise ConfigError(
+            "strategy.sharing",
+            "nothing trains: causal_lm tasks have no head of their own (the LM head is the decoder's), and frozen trains only heads (bitfit: only biases, which Llama-style decoders lack); use full or peft",
+        )
 
 
 def evaluation_output(task: TaskSpec, body: Any, inputs: Mapping[str, torch.Tensor], rows: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> Any:
