@@ -82,8 +82,11 @@ class HFCausalLMBackbone(nn.Module):
         else:
             self.model = load_pretrained(self.name_or_path, trust_remote_code, dtype, causal_lm=True).train()
         set_pad_token(self.model)
-        if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:  # non-reentrant: also with frozen embeddings (LoRA, BitFit); transformers >= 5 renamed the call
+            if hasattr(self.model, "activation_checkpointing_enable"):
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.out_dim = int(self.model.config.vocab_size)
         self.weights_dir = weights_folder(self.name_or_path) if self.name_or_path else None
 
