@@ -40,4 +40,4 @@ def test_a_missing_response_column_is_one_line_exit_2(tmp_path):
     proc = run_cli("train.py", "experiment=generation_toy", *SMALL[:5], tasks, sources, log_dir=tmp_path / "logs")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: data.sources.echo.response: no column 'response' in "), proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: data.sources.echo.response: no column 'response' in "), proc.stderr[-2000:]
