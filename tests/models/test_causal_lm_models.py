@@ -72,8 +72,9 @@ def test_prompt_batch_left_pads_the_prompts():
         assert mask[b, -1] == 1  # left padding: every prompt ends at the right edge
 
 
-@pytest.mark.parametrize("sharing", [FullSharing(), BitFit(), PeftAdapter()], ids=["full", "bitfit", "lora"])
-def test_each_sharing_policy_trains_the_causal_lm_tasks(lm_dir, sharing):
+@pytest.mark.parametrize("make_sharing", [FullSharing, BitFit, PeftAdapter], ids=["full", "bitfit", "lora"])
+def test_each_sharing_policy_trains_the_causal_lm_tasks(lm_dir, make_sharing):
+    sharing = make_sharing()  # a fresh policy per model (peft writes the chosen targets into its config)
     if isinstance(sharing, BitFit) and "llama" in str(lm_dir):  # Llama has no bias terms
         with pytest.raises(ConfigError, match="strategy.sharing: nothing trains"):
             lm_module(lm_dir, sharing)
