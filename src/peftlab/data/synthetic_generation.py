@@ -36,8 +36,8 @@ class SyntheticGeneration:
     The rows are written once to ``<directory>/<task>-<seed>-<sizes>/{train,validation,test}.jsonl``
     (columns ``prompt``, ``response``; look at them, or train on them with ``data=text_files``)
     and then read through :class:`~peftlab.data.text_files.TextFileSource`. Each split is drawn
-    independently: a short test prompt may also occur in training (for ``reverse`` with 4 to 7
-    digits and ``add`` up to 2 digits, few do: 10^4..10^7 and 10^4 possible prompts).
+    independently, so a test prompt may also occur in training: with few possible prompts (``add``
+    up to 2 digits has at most 10^4) many do; :meth:`seen_in_training` counts them.
 
     Args:
         task: ``reverse`` or ``add``.
@@ -66,6 +66,12 @@ class SyntheticGeneration:
         """The rows of ``split`` (deterministic: ``seed`` and the split name fix them)."""
         rng = random.Random(f"{self.task}/{self.seed}/{split}")
         return [TASKS[self.task](rng, self.digits) for _ in range(self.sizes[split])]
+
+    def seen_in_training(self, split: str = "test") -> float:
+        """Share of ``split``'s rows whose prompt also occurs in the training rows."""
+        train = {row["prompt"] for row in self.rows("train")}
+        rows = self.rows(split)
+        return sum(row["prompt"] in train for row in rows) / len(rows)
 
     def write(self) -> Path:
         """Write the three files unless they are already there; returns their folder."""
