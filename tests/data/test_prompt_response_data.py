@@ -95,5 +95,7 @@ def test_synthetic_generation_writes_the_same_exact_rows_every_time(tmp_path):
     assert (tmp_path / source.folder.name / "train.jsonl").read_text() == first
     rev = SyntheticGeneration("reverse", str(tmp_path), train=20, validation=2, test=2, digits=(4, 7)).rows("train")
     assert all(r["response"] == r["prompt"].removeprefix("reverse ").removesuffix("=")[::-1] and 4 <= len(r["response"]) <= 7 for r in rev)
+    assert SyntheticGeneration("add", str(tmp_path), train=2000, test=50, digits=(1, 1)).seen_in_training() == 1.0  # 100 prompts in all
+    assert SyntheticGeneration("reverse", str(tmp_path), train=100, test=50, digits=(7, 7)).seen_in_training() == 0.0
     with pytest.raises(ConfigError, match="data.source.task: must be one of reverse, add"):
         SyntheticGeneration("sort", str(tmp_path))
