@@ -85,3 +85,54 @@ def task_losses(module: MultiTaskModule, batches: list[dict]) -> dict[str, float
             totals[name] = totals.get(name, 0.0) + float(loss) / len(batches)
     module.train()
     return totals
+
+
+LM_VOCAB, LM_EOS = 40, 2  # the tiny decoders' vocabulary and end-of-sequence id (no pad id: set from EOS)
+
+
+def save_tiny_causal_lm(path: Path, arch: str) -> Path:
+    """A 2-layer decoder with its LM head written to ``path``: ``gpt2`` (Conv1D, fused c_attn) or
+    ``llama`` (q/k/v/o with 4 query heads over 2 key/value heads, SwiGLU); no dropout, no pad token."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        config = GPT2Config(vocab_size=LM_VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=LM_EOS)
+        GPT2LMHeadModel(config).save_pretrained(path)
+    else:
+        config = LlamaConfig(
+            vocab_size=LM_VOCAB,
+            hidden_size=HIDDEN,
+            intermediate_size=INTERMEDIATE,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=1,
+            eos_token_id=LM_EOS,
+        )
+        LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def lm_batch(n: int = 8, seed: int = 0, tasks: int = 2) -> dict:
+    """A right-padded prompt + response batch (prompt lengths 2..5, responses 1..4 tokens plus EOS)
+    whose rows alternate between ``tasks`` tasks; the response is the prompt's first tokens reversed."""
+    gen = torch.Generator().manual_seed(seed)
+    rows, starts = [], []
+    for _ in range(n):
+        prompt = torch.randint(3, LM_VOCAB, (int(torch.randint(2, 6, (1,), generator=gen)),), generator=gen).tolist()
+        response = prompt[: int(torch.randint(1, 5, (1,), generator=gen))][::-1] + [LM_EOS]
+        rows.append(prompt + response)
+        starts.append(len(prompt))
+    width = max(len(r) for r in rows)
+    ids = torch.full((n, width), LM_EOS)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    labels = torch.full((n, width), -100)
+    for b, (row, start) in enumerate(zip(rows, starts)):
+        ids[b, : len(row)] = torch.tensor(row)
+        mask[b, : len(row)] = 1
+        labels[b, start : len(row)] = torch.tensor(row[start:])
+    task_mask = torch.zeros(n, tasks, dtype=torch.bool)
+    task_mask[torch.arange(n), torch.arange(n) % tasks] = True
+    return {"inputs": {"input_ids": ids, "attention_mask": mask}, "y": task_mask.float(), "task_mask": task_mask, "lm_labels": labels}

@@ -34,8 +34,9 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 # Keys of ``cfg.model`` that are settings other keys interpolate (``model.name_or_path`` feeds the
-# backbone and the data's tokenizer) or that act on the strategy, not constructor arguments.
-MODEL_SETTINGS = ("name_or_path", "pooling", "trust_remote_code", "gradient_checkpointing", "dtype", "weighting_mode")
+# backbone and the data's tokenizer; model=hf_causal_lm's config and init_seed feed its backbone) or that act on
+# the strategy, not constructor arguments.
+MODEL_SETTINGS = ("name_or_path", "pooling", "trust_remote_code", "gradient_checkpointing", "dtype", "weighting_mode", "config", "init_seed")
 
 
 def build_model(cfg: DictConfig) -> L.LightningModule:

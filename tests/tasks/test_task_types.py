@@ -26,7 +26,7 @@ def _tasks():
 
 
 def test_the_kinds_are_registered_and_inferred_as_before():
-    assert task_type_names() == ("classification", "regression")
+    assert set(task_type_names()) == {"classification", "regression", "causal_lm"}
     c, b, r = _tasks()
     assert isinstance(c.task_type, ClassificationTask) and isinstance(r.task_type, RegressionTask)
     assert b.type == "classification" and b.task_type is get_task_type("classification")

@@ -1,12 +1,13 @@
-"""Data: sources (digits, local files, text files, GLUE, tweets) and the multi-task datamodule."""
+"""Data: sources (digits, local files, text files, GLUE, tweets, synthetic generation tasks) and the multi-task datamodule."""
 
 from peftlab.data.datamodule import MultiTaskDataModule
 from peftlab.data.digits import DigitsSource
 from peftlab.data.glue import GlueSource
 from peftlab.data.local_files import LocalFileSource
+from peftlab.data.synthetic_generation import SyntheticGeneration
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import TextFileSource
-from peftlab.data.text_inputs import TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import PromptResponses, TextColumn, TokenizedTexts
 from peftlab.data.tweets import TweetsSource
 from peftlab.tasks import TaskSpec, parse_task_specs
 
@@ -15,6 +16,8 @@ __all__ = [
     "DigitsSource",
     "GlueSource",
     "LocalFileSource",
+    "PromptResponses",
+    "SyntheticGeneration",
     "LabelledTable",
     "TextFileSource",
     "TextColumn",

@@ -29,7 +29,8 @@ class MultiTaskTensors(Dataset):
     [B, T] bool}``; ``task_mask[b, t]`` says whether sample ``b`` carries a label for task
     ``t``. ``inputs`` is ``x[indices]`` for a feature tensor, or for token ids
     (:class:`~peftlab.data.text_inputs.TokenizedTexts`) a dict ``input_ids``, ``attention_mask``
-    (``token_type_ids``) padded to the longest row of the batch.
+    (``token_type_ids``) padded to the longest row of the batch; prompt + response rows (causal-LM
+    tasks) add ``lm_labels`` ``[B, L]`` (see :class:`~peftlab.data.text_inputs.TokenizedTexts`).
     """
 
     def __init__(self, x, y: torch.Tensor, task_mask: torch.Tensor):
@@ -40,7 +41,11 @@ class MultiTaskTensors(Dataset):
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"inputs": batch_inputs(self.x, idx), "y": self.y[idx], "task_mask": self.task_mask[idx]}
+        inputs = batch_inputs(self.x, idx)
+        batch = {"inputs": inputs, "y": self.y[idx], "task_mask": self.task_mask[idx]}
+        if isinstance(inputs, dict) and "lm_labels" in inputs:  # token-level labels travel beside y, not into the body
+            batch["lm_labels"] = inputs.pop("lm_labels")
+        return batch
 
 
 def bucket_by_length(order: torch.Tensor, lengths: torch.Tensor, step: int, gen: torch.Generator) -> torch.Tensor:

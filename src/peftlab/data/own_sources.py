@@ -17,7 +17,9 @@ from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec
 
 #: the keys of a plain ``data.sources.<task>`` mapping, with their defaults
-FILE_KEYS: dict[str, Any] = {"path": None, "validation": None, "test": None, "text": "text", "text_pair": None, "label": "label", "classes": None}
+FILE_KEYS: dict[str, Any] = {"path": None, "validation": None, "test": None, "text": "text", "text_pair": None, "label": "label", "classes": None, "prompt": None, "response": None}
+#: the columns a causal-LM task reads when its mapping names none
+LM_COLUMNS = {"prompt": "prompt", "response": "response"}
 
 
 def _settings(key: str, mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,8 +61,10 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
         if not isinstance(entry, Mapping) and hasattr(entry, "load"):
             groups.append((key, entry, [i]))
         elif isinstance(entry, Mapping):
-            settings[i] = _settings(key, entry)
-            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair"))
+            settings[i] = _lm_columns(key, task, _settings(key, entry))
+            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response"))
+            if settings[i]["response"]:  # a causal-LM task reads its file alone
+                files += (task.name,)
             if files not in joint:
                 joint[files] = []
                 groups.append((key, files, joint[files]))  # placeholder: the source is built below
@@ -70,10 +74,23 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
     return [(key, _build(tasks, settings, source, ids) if isinstance(source, tuple) else source, ids) for key, source, ids in groups]
 
 
+def _lm_columns(key: str, task: TaskSpec, settings: dict[str, Any]) -> dict[str, Any]:
+    """A causal-LM task's prompt / response columns (``prompt``, ``response`` unless named);
+    other tasks may not name them."""
+    if task.task_type.generates:
+        return {**settings, **{k: settings[k] or v for k, v in LM_COLUMNS.items()}}
+    named = [k for k in LM_COLUMNS if settings[k]]
+    if named:
+        raise ConfigError(f"{key}.{named[0]}", f"only causal_lm tasks read prompt / response columns; task {task.name!r} is {task.type}")
+    return settings
+
+
 def _build(tasks: Sequence[TaskSpec], settings: Mapping[int, dict[str, Any]], files: tuple, ids: list[int]) -> TextFileSource:
     first = settings[ids[0]]
     if len(ids) == 1:
-        return TextFileSource(**first)
+        source = TextFileSource(**first)
+        source.config_key = f"data.sources.{tasks[ids[0]].name}"
+        return source
     split_files = {"train": first["path"], "val": first["validation"], "test": first["test"]}
     labels = {tasks[i].name: (settings[i]["label"], settings[i]["classes"]) for i in ids}
     return TextFileSource.joint(split_files, first["text"], first["text_pair"], labels)

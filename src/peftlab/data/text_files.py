@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from peftlab.data.table import LabelledTable
-from peftlab.data.text_inputs import TextColumn
+from peftlab.data.text_inputs import PromptResponses, TextColumn
 from peftlab.errors import ConfigError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -98,7 +98,15 @@ class TextFileSource:
         classes: for classification with named labels, the label values in class-id order
             (``[negative, neutral, positive]``); without it labels must be integer class ids
             (classification) or numbers (regression).
+        prompt, response: for a causal-LM task, its prompt and response columns (both given:
+            the rows are prompt / response pairs, and ``text``, ``label`` and ``classes`` are
+            not read). A file without one of them fails with one line naming
+            ``<config_key>.prompt`` / ``.response``; a prompt too long for ``data.max_length`` is
+            truncated from the left, with a counted warning
+            (:func:`~peftlab.data.tokenize_lm.fit_to_length`).
     """
+
+    config_key = "data.source"  # how error messages name this source's settings (data.sources.<task> for a task's own)
 
     def __init__(
         self,
@@ -109,9 +117,12 @@ class TextFileSource:
         text_pair: str | None = None,
         label: str = "label",
         classes: Sequence[Any] | None = None,
+        prompt: str | None = None,
+        response: str | None = None,
     ):
         self.files = {split: absolute_path(p) if p else None for split, p in (("train", path), ("val", validation), ("test", test))}
         self.text, self.text_pair, self.label = text, text_pair, label
+        self.prompt, self.response = prompt, response
         self.classes = [str(c) for c in classes] if classes is not None else None
         # output label column -> (file column, class names); one entry, or one per task of a joint source
         self.columns: dict[str, tuple[str, list[str] | None]] = {label: (label, self.classes)}
@@ -140,6 +151,8 @@ class TextFileSource:
         """One file as a table with the source's label column(s)."""
         path = absolute_path(path)
         frame = read_frame(path)
+        if self.prompt is not None and self.response is not None:
+            return self._read_prompt_responses(path, frame)
         columns = [c for c in (self.text, self.text_pair, *(c for c, _ in self.columns.values())) if c is not None]
         missing = list(dict.fromkeys(c for c in columns if c not in frame.columns))
         if missing:
@@ -152,6 +165,16 @@ class TextFileSource:
             values = [_label_value(path, column, classes, row, value) for row, value in enumerate(frame[column].tolist(), start=1)]
             labels[name] = torch.tensor(values, dtype=torch.float32)
         return LabelledTable(texts, labels)
+
+    def _read_prompt_responses(self, path: Path, frame) -> LabelledTable:
+        """Prompt / response rows; each row is labelled (1.0) for the task(s) of this source."""
+        for field, column in (("prompt", self.prompt), ("response", self.response)):
+            if column not in frame.columns:
+                raise ConfigError(f"{self.config_key}.{field}", f"no column {column!r} in {path}; columns: {[str(c) for c in frame.columns]}")
+        if len(frame) == 0:
+            raise ConfigError(str(path), "has no rows")
+        pairs = PromptResponses(_strings(frame[self.prompt]), _strings(frame[self.response]))
+        return LabelledTable(pairs, {name: torch.ones(len(frame)) for name in self.columns})
 
 
 def _label_value(path: Path, column: str, classes: list[str] | None, row: int, value: Any) -> float:

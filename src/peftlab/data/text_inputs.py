@@ -27,21 +27,42 @@ class TextColumn:
         return TextColumn([self.texts[i] for i in rows], [self.pairs[i] for i in rows] if self.pairs is not None else None)
 
 
+@dataclass
+class PromptResponses:
+    """Raw prompt / response pairs of a causal-LM task: row ``i`` is ``prompts[i]`` answered by ``responses[i]``."""
+
+    prompts: list[str]
+    responses: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, index: torch.Tensor) -> "PromptResponses":
+        """Rows ``index``."""
+        rows = torch.as_tensor(index, dtype=torch.long).tolist()
+        return PromptResponses([self.prompts[i] for i in rows], [self.responses[i] for i in rows])
+
+
 class TokenizedTexts:
     """Token ids of many texts in one flat tensor plus offsets (compact in memory and on disk).
 
     ``batch(index)`` pads the chosen rows to the longest of them (dynamic padding, on the
-    right) and returns ``{"input_ids", "attention_mask"[, "token_type_ids"]}``, each ``[B, L]``.
+    right) and returns ``{"input_ids", "attention_mask"[, "token_type_ids"][, "lm_labels"]}``,
+    each ``[B, L]``; ``lm_labels`` (prompt + response rows) holds the token ids from each row's
+    ``label_starts`` on and -100 before it and in the padding.
 
     Args:
         ids: every row's token ids, one after the other (1-D).
         offsets: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]`` (``len(rows) + 1`` entries).
         type_ids: segment ids aligned with ``ids`` (sentence pairs), or None if the tokenizer makes none.
         pad_id: id written into padded positions (masked out by ``attention_mask``).
+        label_starts: per row, the position where its response (its labelled tokens) begins; a
+            row's length when it has none; None: no row has labelled tokens (not causal-LM data).
     """
 
-    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, type_ids: torch.Tensor | None, pad_id: int):
+    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, type_ids: torch.Tensor | None, pad_id: int, label_starts: torch.Tensor | None = None):
         self.ids, self.offsets, self.type_ids, self.pad_id = ids, offsets.long(), type_ids, int(pad_id)
+        self.label_starts = label_starts.long() if label_starts is not None else None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -65,7 +86,8 @@ class TokenizedTexts:
         pos, lengths = self._gather(index)
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
         type_ids = self.type_ids[pos] if self.type_ids is not None else None
-        return TokenizedTexts(self.ids[pos], offsets, type_ids, self.pad_id)
+        starts = self.label_starts[torch.as_tensor(index, dtype=torch.long)] if self.label_starts is not None else None
+        return TokenizedTexts(self.ids[pos], offsets, type_ids, self.pad_id, starts)
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows ``index`` padded to the longest of them."""
@@ -79,6 +101,10 @@ class TokenizedTexts:
             token_type_ids = torch.zeros_like(input_ids)
             token_type_ids[mask] = self.type_ids[pos].long()
             out["token_type_ids"] = token_type_ids
+        if self.label_starts is not None:
+            starts = self.label_starts[torch.as_tensor(index, dtype=torch.long)]
+            labelled = mask & (torch.arange(width) >= starts[:, None])
+            out["lm_labels"] = torch.where(labelled, input_ids, torch.full_like(input_ids, -100))
         return out
 
     @staticmethod
@@ -90,4 +116,7 @@ class TokenizedTexts:
             total += int(p.offsets[-1])
         has_types = all(p.type_ids is not None for p in parts)
         type_ids = torch.cat([p.type_ids for p in parts]) if has_types else None
-        return TokenizedTexts(torch.cat([p.ids for p in parts]), torch.cat(offsets), type_ids, parts[0].pad_id)
+        starts = None
+        if any(p.label_starts is not None for p in parts):  # rows without a response: no labelled token
+            starts = torch.cat([p.label_starts if p.label_starts is not None else p.lengths for p in parts])
+        return TokenizedTexts(torch.cat([p.ids for p in parts]), torch.cat(offsets), type_ids, parts[0].pad_id, starts)

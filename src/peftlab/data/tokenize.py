@@ -8,6 +8,8 @@ import logging
 
 import torch
 
+from peftlab.data.char_tokenizer import NAME as CHARS_NAME
+from peftlab.data.char_tokenizer import char_tokenizer_path
 from peftlab.data.text_inputs import TextColumn, TokenizedTexts
 from peftlab.data.token_cache import cache_path, cached
 from peftlab.errors import ConfigError
@@ -19,10 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def load_tokenizer(name_or_path: str, key: str = "data.tokenizer"):
-    """``AutoTokenizer.from_pretrained`` of a hub id, a local directory or a packaged name (``minilm``)."""
+    """``AutoTokenizer.from_pretrained`` of a hub id, a local directory, a packaged name (``minilm``)
+    or ``chars`` (the built-in character-level tokenizer: :mod:`~peftlab.data.char_tokenizer`)."""
     from transformers import AutoTokenizer
 
-    path = pretrained_path(name_or_path, key)
+    path = char_tokenizer_path() if name_or_path == CHARS_NAME else pretrained_path(name_or_path, key)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from peftlab.models.causal_lm_body import evaluation_output
 from peftlab.models.task_metrics import TaskMetrics
 
 
@@ -12,13 +13,16 @@ class EvaluationSteps(L.LightningModule):
     """Validation/test steps of a multi-task module (it sets ``tasks``, ``val_metrics``, ``test_metrics``)."""
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: TaskMetrics) -> None:
-        """Update ``metrics`` with every task's labelled rows of ``batch`` (outputs on the labels' scale)."""
+        """Update ``metrics`` with every task's labelled rows of ``batch`` (outputs on the labels' scale;
+        a causal-LM task's also carry greedy generations: see :func:`evaluation_output`)."""
         outputs = self(batch["inputs"], batch["task_mask"])
         mask = batch["task_mask"]
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]
             if bool(rows.any()):
-                metrics.update(task, outputs[task.name][rows], task.task_type.targets(batch, t)[rows])
+                target = task.task_type.targets(batch, t)[rows]
+                output = evaluation_output(task, self.body, batch["inputs"], rows, outputs[task.name][rows], target)
+                metrics.update(task, output, target)
 
     def _log_eval(self, stage: str, metrics: TaskMetrics) -> dict[str, dict[str, float]]:
         """Log ``<stage>/<task>/<metric>`` and ``<stage>/score``; return the values and reset ``metrics``."""

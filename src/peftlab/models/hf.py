@@ -15,13 +15,14 @@ from peftlab.packaged_assets import looks_local, pretrained_path
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: str | None = None) -> nn.Module:
-    """``AutoModel.from_pretrained`` with one-line errors naming the config key at fault.
+def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: str | None = None, causal_lm: bool = False) -> nn.Module:
+    """``AutoModel.from_pretrained`` (``AutoModelForCausalLM`` with ``causal_lm``: the decoder with
+    its LM head) with one-line errors naming the config key at fault.
 
     A local-looking path that is not a directory fails before ``transformers`` is asked (no
     network attempt); hub ids follow the usual cache / ``HF_HUB_OFFLINE`` rules.
     """
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForCausalLM
 
     # packaged names (minilm) -> their unpacked folder, as the tokenizer does; a missing local folder: "no such directory: <abs path>"
     name_or_path = pretrained_path(name_or_path)
@@ -39,7 +40,8 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, dtype: s
         newer = tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56)
         kwargs["dtype" if newer else "torch_dtype"] = DTYPES[dtype]
     try:
-        return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+        auto = AutoModelForCausalLM if causal_lm else AutoModel
+        return auto.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
     except ValueError as err:
         if "trust_remote_code" in str(err):
             raise ConfigError("model.trust_remote_code", f"{name_or_path} runs custom code from its repository; set model.trust_remote_code=true only if you trust it") from None

@@ -29,6 +29,7 @@ from peftlab.clipping import Clipping, NoClipping, drop_grads, global_norm, grad
 from peftlab.clipping.guard import NonFiniteGuard, zero_loss
 from peftlab.distributed import world_size
 from peftlab.errors import ConfigError
+from peftlab.models.causal_lm_body import check_causal_lm_body
 from peftlab.models.evaluation_steps import EvaluationSteps
 from peftlab.models.heads import TaskHeads
 from peftlab.models.optimizer_settings import check_optimizer_settings
@@ -75,6 +76,7 @@ class MultiTaskModule(EvaluationSteps):
         self.task_names = [t.name for t in self.tasks]
         self.sharing = sharing or FullSharing()
         self.body = self.sharing.build(backbone, self.task_names)
+        check_causal_lm_body(self.tasks, self.body)
         self.heads = TaskHeads(self.tasks, self.body.out_dim)
         self.weighting = weighting or EqualWeighting()
         self.weighting.setup(self.task_names)

@@ -8,6 +8,7 @@ nothing of each other).
 """
 
 from peftlab.tasks.base import TaskType
+from peftlab.tasks.causal_lm import CausalLMTask
 from peftlab.tasks.classification import ClassificationTask
 from peftlab.tasks.registry import get_task_type, register_task_type, task_type_names
 from peftlab.tasks.regression import RegressionTask
@@ -17,6 +18,7 @@ __all__ = [
     "TaskType",
     "ClassificationTask",
     "RegressionTask",
+    "CausalLMTask",
     "TaskSpec",
     "parse_task_specs",
     "get_task_type",

@@ -38,6 +38,8 @@ class TaskType:
         scales_targets: whether the head learns standardised targets (``(y - mean) / std`` of the
             training split, kept in the checkpoint) while its outputs and metrics stay on the
             labels' scale (see :class:`~peftlab.models.heads.TargetScaling`).
+        generates: whether the task's outputs are token logits of a decoder's LM head and its
+            evaluation generates text (``causal_lm``): the body must be a causal LM.
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +48,7 @@ class TaskType:
     main_metrics: ClassVar[tuple[str, ...]] = ()
     stratify: ClassVar[bool] = False
     scales_targets: ClassVar[bool] = False
+    generates: ClassVar[bool] = False
 
     # ------------------------------------------------------------- the spec
     def num_classes(self, value: Any, key: str) -> int:

@@ -1,0 +1,80 @@
+"""The causal-LM task's metrics: teacher-forced loss and perplexity, exact match of greedy generation.
+
+Every metric is updated with ``(preds, labels)``: ``labels`` ``[N, L]`` holds the response token
+ids at the response positions and ``-100`` elsewhere (prompt, padding), aligned with the input
+ids; ``preds`` is a mapping with ``logits`` ``[N, L, V]`` (teacher-forced, same positions) and,
+for exact match, ``generated`` ``[N, K]`` (greedy tokens after the prompt, ``-100`` after the
+first end-of-sequence token).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+
+IGNORE = -100  # label of a position that is not scored (prompt, padding)
+
+
+def masked_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of the next-token cross-entropies over the scored positions, number of scored positions)``,
+    in float32: position ``i``'s logits predict label ``i + 1``."""
+    shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+    target = labels[:, 1:].reshape(-1).long()
+    total = F.cross_entropy(shifted, target, ignore_index=IGNORE, reduction="sum")
+    return total, (target != IGNORE).sum()
+
+
+def _logits(preds: Any) -> torch.Tensor:
+    return preds["logits"] if isinstance(preds, Mapping) else preds
+
+
+class TokenLoss(Metric):
+    """Mean next-token cross-entropy over every response token seen (teacher forcing); with
+    ``exponentiate`` its exponential, the perplexity."""
+
+    full_state_update = False
+
+    def __init__(self, exponentiate: bool = False):
+        super().__init__()
+        self.exponentiate = exponentiate
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Any, target: torch.Tensor) -> None:
+        """Add the response tokens of a batch."""
+        total, tokens = masked_token_losses(_logits(preds), target)
+        self.total += total.double()
+        self.tokens += tokens.double()
+
+    def compute(self) -> torch.Tensor:
+        """The mean loss (or perplexity) over the tokens seen."""
+        mean = self.total / self.tokens
+        return mean.exp() if self.exponentiate else mean
+
+
+class GeneratedExactMatch(Metric):
+    """Share of rows whose greedy generation (up to and including its end-of-sequence token)
+    equals the reference response (which ends with that token) exactly."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("matches", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("rows", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Any, target: torch.Tensor) -> None:
+        """Compare each row's generated tokens with its reference tokens."""
+        generated = preds["generated"]
+        for row in range(len(target)):
+            ref = target[row][target[row] != IGNORE]
+            gen = generated[row]
+            self.matches += float(len(gen) >= len(ref) and bool(torch.equal(gen[: len(ref)].to(ref), ref)))
+        self.rows += len(target)
+
+    def compute(self) -> torch.Tensor:
+        """Exact-match rate."""
+        return self.matches / self.rows
