@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.callbacks.slurm_requeue import lightning_slurm_plugins
@@ -123,6 +124,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
         # module's per-task path accumulates itself (model.accumulate_grad_batches, wired from the
         # same trainer.accumulate_grad_batches key), so the Trainer is given 1 on that path.
         overrides["accumulate_grad_batches"] = 1
+    if cfg.trainer.get("enable_progress_bar") is False:
+        # the user's switch wins over callbacks.progress_bar (Lightning refuses the pair with a traceback)
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
