@@ -28,7 +28,14 @@ from peftlab.validators import check_int
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured multi-task model and return the contents of ``metrics.json``."""
+    """Train the configured multi-task model and return the contents of ``metrics.json``.
+
+    ``strategy.recipe=oneshot`` (``strategy=oneshot_prune``) prunes a trained model instead (:mod:`peftlab.oneshot`).
+    """
+    if cfg.strategy.get("recipe") == "oneshot":
+        from peftlab.oneshot import oneshot_prune
+
+        return oneshot_prune(cfg)
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError("ckpt_path", f"file not found: {cfg.ckpt_path}; resume from a checkpoint of an earlier run, e.g. <run dir>/checkpoints/last.ckpt")

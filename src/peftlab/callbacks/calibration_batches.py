@@ -32,10 +32,13 @@ def check_calibration(calibration: dict | None) -> dict:
     return settings
 
 
-def calibration_batches(trainer: L.Trainer | None, pl_module: L.LightningModule, n: int) -> list[Any]:
-    """The first ``n`` training batches (from ``trainer.datamodule`` or the trainer's train loader)."""
-    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-    loader = datamodule.train_dataloader() if datamodule is not None else getattr(trainer, "train_dataloader", None)
+def calibration_batches(source: Any, n: int) -> list[Any]:
+    """The first ``n`` training batches of ``source``: a datamodule, a Trainer (its datamodule, else its train loader) or a loader."""
+    datamodule = getattr(source, "datamodule", None) if isinstance(source, L.Trainer) else source
+    if hasattr(datamodule, "train_dataloader") and callable(datamodule.train_dataloader):
+        loader = datamodule.train_dataloader()
+    else:
+        loader = getattr(source, "train_dataloader", None) if isinstance(source, L.Trainer) else source
     if loader is None:
         raise ConfigError(KEY, "the calibration criteria need training data: no datamodule or train dataloader")
     return list(itertools.islice(iter(loader), n))

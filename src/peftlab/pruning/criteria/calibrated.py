@@ -42,7 +42,7 @@ class CalibratedCriterion(Criterion):
         for t in targets:
             if not isinstance(t.module, nn.Linear) or t.attr != "weight":
                 raise ConfigError(
-                    f"{key}.module_types",
+                    f"{key}.parameters" if t.attr != "weight" else f"{key}.module_types",
                     f"{self.name} reconstructs nn.Linear weights from their [tokens, in_features] inputs; it cannot prune {t.name} "
                     f"({type(t.module).__name__}.{t.attr}): use module_types=[Linear] and parameters=[weight], or exclude it",
                 )
