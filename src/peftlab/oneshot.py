@@ -1,7 +1,9 @@
 """The one-shot pruning recipe (``strategy=oneshot_prune``): calibrate, prune, evaluate — no training.
 
 The model is the one ``strategy.from_ckpt`` (a dense run's checkpoint) was trained as, rebuilt
-from the config stored in it, with its weights; its data is that run's data. The pruning
+from the config stored in it, with its weights; its data is that run's data. Without
+``from_ckpt`` the dense model is trained first, as ``strategy=share`` would (into ``<run dir>/dense``),
+and then pruned; only calibration and pruning are timed. The pruning
 callback of ``strategy.pruning`` (Wanda, SparseGPT, magnitude, …) prunes it once to
 ``final_sparsity`` from ``calibration.batches`` training batches; the test split is evaluated
 (dense first when ``strategy.compare_dense``), and ``checkpoints/pruned.ckpt`` is written with
@@ -35,17 +37,18 @@ def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
     """Prune ``strategy.from_ckpt``'s model once and test it; return ``metrics.json``'s contents."""
     run_dir = Path(cfg.paths.output_dir)
     source = cfg.strategy.get("from_ckpt")
-    if not source:
-        raise ConfigError(KEY, "required: the checkpoint of a trained (dense) run to prune, e.g. strategy.from_ckpt=logs/train/runs/<run>/checkpoints/last.ckpt")
-    if not Path(source).is_file():
-        raise ConfigError(KEY, f"file not found: {source}")
+    if source and not Path(source).is_file():
+        raise ConfigError(KEY, f"file not found: {source}; give the checkpoint of a trained run, or null to train the dense model first")
     pruning_cfg = cfg.strategy.get("pruning")
     if not pruning_cfg or "_target_" not in pruning_cfg:
         raise ConfigError("strategy.pruning", "oneshot_prune needs a pruning criterion: strategy/pruning=<wanda|sparsegpt|magnitude|…>")
     if pruning_cfg.get("schedule") != "one_shot":
         raise ConfigError("strategy.pruning.schedule", f"oneshot_prune prunes once: must be one_shot; got {pruning_cfg.get('schedule')!r}")
+    if source:
+        model, train_cfg, datamodule = load_masked_model(source, bool(cfg.model.get("trust_remote_code", False)))
+    else:
+        model, train_cfg, datamodule, source = _train_dense(cfg, run_dir / "dense")
     L.seed_everything(cfg.seed, workers=True)
-    model, train_cfg, datamodule = load_masked_model(source, bool(cfg.model.get("trust_remote_code", False)))
     pruning = instantiate(pruning_cfg)
     stored = _pruned_config(train_cfg, cfg)
     trainer = build_trainer(cfg, callbacks=[ConfigInCheckpoint(stored), pruning], loggers=[])
@@ -65,7 +68,7 @@ def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
         "status": "completed",
         "run_dir": str(run_dir),
         "ckpt_path": str(ckpt),
-        "from_ckpt": str(source),
+        "from_ckpt": str(source) if source else None,
         "tasks": model.last_test_metrics,
         "score": model.test_metrics.score(model.last_test_metrics),
         "dense": dense,
@@ -91,6 +94,19 @@ def prune_once(pruning: Any, model: torch.nn.Module, datamodule: Any) -> None:
     progress = pruning.progress
     progress.final_applied, progress.last_update_step = True, 0
     progress.history.append((0, progress.current_sparsity))
+
+
+def _train_dense(cfg: DictConfig, out_dir: Path) -> tuple[torch.nn.Module, DictConfig, Any, str | None]:
+    """Train the dense model of ``cfg`` (no pruning) into ``out_dir``; its tested model, config, datamodule and checkpoint."""
+    from peftlab.train import train
+
+    dense = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    dense.paths.output_dir = str(out_dir)
+    dense.strategy.pruning = {"enabled": False}
+    dense.strategy.recipe = None
+    keep: dict[str, Any] = {}
+    metrics = train(dense, keep)
+    return keep["model"], dense, keep["datamodule"], metrics.get("ckpt_path")
 
 
 def _pruned_config(train_cfg: DictConfig, cfg: DictConfig) -> dict[str, Any]:
