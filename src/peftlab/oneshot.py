@@ -44,12 +44,12 @@ def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("strategy.pruning", "oneshot_prune needs a pruning criterion: strategy/pruning=<wanda|sparsegpt|magnitude|…>")
     if pruning_cfg.get("schedule") != "one_shot":
         raise ConfigError("strategy.pruning.schedule", f"oneshot_prune prunes once: must be one_shot; got {pruning_cfg.get('schedule')!r}")
+    pruning = instantiate(pruning_cfg)  # its settings checked before any dense training
     if source:
         model, train_cfg, datamodule = load_masked_model(source, bool(cfg.model.get("trust_remote_code", False)))
     else:
         model, train_cfg, datamodule, source = _train_dense(cfg, run_dir / "dense")
     L.seed_everything(cfg.seed, workers=True)
-    pruning = instantiate(pruning_cfg)
     stored = _pruned_config(train_cfg, cfg)
     trainer = build_trainer(cfg, callbacks=[ConfigInCheckpoint(stored), pruning], loggers=[])
     dense = None
