@@ -18,7 +18,7 @@ LAYERS = [
     ["callbacks"],
     ["reporting"],
     ["builders"],
-    ["train", "evaluate", "export", "inference", "predict"],
+    ["train", "evaluate", "export", "inference", "predict", "oneshot"],
     ["runs"],
     ["config"],
     ["cli"],

@@ -113,13 +113,15 @@ def _check_overrides(config_name: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _train_main(cfg: DictConfig) -> float | None:
+    from peftlab.oneshot import oneshot_prune
     from peftlab.train import train
 
+    recipe = oneshot_prune if cfg.strategy.get("recipe") == "oneshot" else train  # strategy=oneshot_prune: no fit
     quiet_framework_noise()
     prepare_job()  # DDP children of this job run only this job (runs/multirun_ddp.py)
     exit_on_sigterm_under_slurm()  # a requeued/cancelled SLURM job exits without recording a failure
     # a completed job is not re-run; a job whose run dir holds checkpoints/last.ckpt resumes (runs/auto_resume.py)
-    metrics = run_guarded(lambda c: run_or_continue(train, c), cfg)
+    metrics = run_guarded(lambda c: run_or_continue(recipe, c), cfg)
     return metrics["optimized_metric"]["value"] if metrics else None
 
 

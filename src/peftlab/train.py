@@ -27,8 +27,12 @@ from peftlab.reporting.wandb_run import log_final_report
 from peftlab.validators import check_int
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured multi-task model and return the contents of ``metrics.json``."""
+def train(cfg: DictConfig, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the configured multi-task model and return the contents of ``metrics.json``.
+
+    ``keep``: a dict that receives the tested ``model`` and its ``datamodule`` (what
+    ``strategy=oneshot_prune`` prunes when it trains the dense model itself).
+    """
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError("ckpt_path", f"file not found: {cfg.ckpt_path}; resume from a checkpoint of an earlier run, e.g. <run dir>/checkpoints/last.ckpt")
@@ -75,6 +79,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     metrics.update(reports_from_callbacks(callbacks, model, run_dir))
     report_run(run_dir, metrics, sharing_comparison(model))
+    if keep is not None:
+        keep.update(model=model, datamodule=datamodule)
     log_final_report(trainer.loggers, metrics, run_dir)  # W&B gets the summary table and plots
     _finish_loggers(trainer)
     return metrics

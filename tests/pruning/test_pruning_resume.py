@@ -20,7 +20,7 @@ BASE = [
 ]
 
 
-@pytest.mark.parametrize("criterion", ["movement", "magnitude"])
+@pytest.mark.parametrize("criterion", ["movement", "magnitude", pytest.param("sparsegpt", marks=pytest.mark.slow)])  # sparsegpt: calibration at every update, weights updated
 def test_kill_and_resume_gives_identical_masks(make_cfg, criterion):
     pick = [f"strategy/pruning={criterion}"]
     full = train(make_cfg(*BASE, *pick, fast=False))

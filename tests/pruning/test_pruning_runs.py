@@ -19,7 +19,7 @@ def checkpoint_sparsity(path) -> float:
     return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
 
 
-@pytest.mark.parametrize("name", ["magnitude", "global_magnitude", "random", "movement", "neurons"])
+@pytest.mark.parametrize("name", ["magnitude", "global_magnitude", "random", "movement", "neurons", "wanda", "sparsegpt"])
 def test_each_pruning_option_runs(make_cfg, name):
     metrics = train(make_cfg(*QUIET, *SHORT, f"strategy/pruning={name}", fast=False))
     assert metrics["status"] == "completed" and metrics["pruning"]["criterion"] == name

@@ -19,9 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 
+from peftlab.callbacks.calibration_batches import EvalMode, calibration_batches, check_calibration, model_forward
 from peftlab.callbacks.eligible_checkpoint import EligibleModelCheckpoint
 from peftlab.errors import ConfigError
 from peftlab.pruning.criteria import Criterion, Magnitude
+from peftlab.pruning.n_m import n_m_sparsity
 from peftlab.pruning.progress import ScheduleProgress
 from peftlab.pruning.pruned_weights import PrunedWeights
 from peftlab.pruning.report import schedule_report
@@ -58,6 +60,8 @@ class PruningCallback(L.Callback):
             checkpoint callback must then be a
             :class:`~peftlab.callbacks.eligible_checkpoint.EligibleModelCheckpoint`, which asks
             :meth:`best_checkpoint_eligible`.
+        calibration: ``{batches: n}``, the training batches Wanda and SparseGPT score from
+            (ignored by the other criteria).
     """
 
     def __init__(
@@ -77,9 +81,14 @@ class PruningCallback(L.Callback):
         parameters: Sequence[str] = ("weight",),
         rewind_step: int | float | None = None,
         best_at_final_sparsity: bool = True,
+        calibration: dict | None = None,
     ):
         self.criterion = criterion or Magnitude()
         self.schedule = Schedule(schedule, start_step, end_step, every_n_steps, initial_sparsity, final_sparsity, amount, KEY)
+        self.calibration = check_calibration(calibration)
+        n_m = self.criterion.n_m
+        if n_m is not None and abs(n_m_sparsity(n_m) - self.schedule.final_sparsity) > 1e-9:
+            raise ConfigError(f"{KEY}.final_sparsity", f"{final_sparsity} but criterion.n_m={list(n_m)} keeps {n_m[0]} of every {n_m[1]}: set final_sparsity={n_m_sparsity(n_m):g}")
         self.selection = dict(scope=scope, module_types=list(module_types), include=include, exclude=exclude, parameters=list(parameters))
         if rewind_step is not None:
             check_step_or_fraction(f"{KEY}.rewind_step", rewind_step)
@@ -120,6 +129,12 @@ class PruningCallback(L.Callback):
         body = body_of(model)
         adapters, own = (body.adapter_layers(), body.adapter_modules()) if body else ((), ())
         self.weights.attach(model, adapters, own, self.schedule.final_sparsity)
+        self.criterion.check_targets(self.targets, KEY)
+
+    def calibrate(self, source: Any, pl_module: nn.Module) -> None:
+        """Hand a calibrated criterion (Wanda, SparseGPT) its batches (from ``source``: a Trainer or a datamodule) and the model's forward."""
+        if self.criterion.needs_calibration:
+            self.criterion.calibrate_with(model_forward(pl_module), calibration_batches(source, self.calibration["batches"]))
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""
@@ -212,7 +227,10 @@ class PruningCallback(L.Callback):
             return
         progress = self.progress
         progress.final_applied = target >= self.schedule.final_sparsity
-        self.update_masks(target, step)
+        if self.criterion.needs_calibration and trainer is not None:
+            self.calibrate(trainer, pl_module)  # fresh batches through the current weights at every update
+        with EvalMode(pl_module):  # calibration forwards (Wanda, SparseGPT) without dropout
+            self.update_masks(target, step)
         if trainer is not None:
             self.mask_optimizer_state(trainer.optimizers)
         progress.last_update_step = step

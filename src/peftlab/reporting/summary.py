@@ -65,9 +65,13 @@ def summary_table(metrics: dict[str, Any], sharing: dict[str, int] | None = None
     if alpha:
         table.add_row("alpha", "  ".join(f"{k} {v:.3g}" for k, v in alpha.items()))
     t = metrics.get("timing", {})
-    if t:
+    if "fit_s" in t:
         table.add_row("fit wall time", f"{t['fit_s']:.1f} s")
         table.add_row("train step (median)", f"{t['train_step_ms_median']:.2f} ms, {t['samples_per_s']:,.0f} samples/s")
+    if "calibrate_and_prune_s" in t:  # strategy=oneshot_prune: no training
+        table.add_row("calibrate + prune", f"{t['calibrate_and_prune_s']:.3f} s")
+    if metrics.get("dense"):
+        table.add_row("dense score (before pruning)", f"{metrics['dense']['score']:.4f}")
     return table
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from peftlab.errors import ConfigError
 from peftlab.pruning.masks import get_mask
+from peftlab.pruning.n_m import check_n_m, check_width, n_m_mask
 from peftlab.pruning.selection import Target
 
 
@@ -42,6 +44,21 @@ class Criterion:
     structured = False
     scope = "layer"  # "layer": each layer reaches the sparsity; "global": all layers together
     uses_gradients = False  # True: on_gradients is called before every optimizer step
+    n_m: tuple[int, int] | None = None  # N:M semi-structured: keep N of every M consecutive input weights per row
+    needs_calibration = False  # True: masks come from calibration batches (calibrate_with before update_masks)
+
+    def set_n_m(self, n_m, key: str = "strategy.pruning.criterion.n_m") -> None:
+        """Take ``n_m`` ([N, M] or None); a one-line error for N >= M or a criterion that cannot do it."""
+        self.n_m = check_n_m(n_m, key)
+        if self.n_m is not None and (self.structured or self.scope == "global"):
+            what = "structured (whole units)" if self.structured else "global (one ranking across layers)"
+            raise ConfigError(key, f"N:M applies to unstructured per-layer criteria (magnitude, movement, wanda, sparsegpt); {self.name} is {what}: set n_m=null")
+
+    def check_targets(self, targets: list[Target], key: str) -> None:
+        """One-line errors for targets this criterion cannot prune (N:M: M must divide each input width)."""
+        for t in targets:
+            if self.n_m is not None:
+                check_width(self.n_m, t.name, t.tensor.shape[-1] if t.tensor.dim() > 1 else t.tensor.numel(), f"{key}.criterion.n_m")
 
     def scores(self, targets: list[Target], step: int) -> list[torch.Tensor]:
         """Importance of each entry of each target (higher = kept longer)."""
@@ -60,6 +77,8 @@ class Criterion:
             flat = torch.cat([s.reshape(-1) for s in scores])
             mask = lowest_k_mask(flat, amount_to_k(sparsity, flat.numel()))
             return [m.view_as(s) for m, s in zip(torch.split(mask, [s.numel() for s in scores]), scores)]
+        if self.n_m is not None:  # per row, within each group of M consecutive input weights
+            return [n_m_mask(s, self.n_m, sparsity) for s in scores]
         return [lowest_k_mask(s, amount_to_k(sparsity, s.numel())) for s in scores]
 
     def on_gradients(self, targets: list[Target]) -> None:

@@ -36,7 +36,8 @@ class GateGradient(StructuredL2):
     name = "gate_gradient"
     uses_gradients = True
 
-    def __init__(self, unit: str = "heads"):
+    def __init__(self, unit: str = "heads", n_m=None):
+        self.set_n_m(n_m)  # N:M is unstructured-only: anything but null is a one-line error
         if unit not in ("heads", "neurons"):
             raise ConfigError("strategy.pruning.criterion.unit", f"must be heads or neurons; got {unit!r}")
         self.unit = unit

@@ -11,5 +11,8 @@ class Magnitude(Criterion):
     name = "magnitude"
     scope = "layer"
 
+    def __init__(self, n_m=None):
+        self.set_n_m(n_m)  # [N, M]: N:M semi-structured (keep N of every M consecutive input weights per row)
+
     def scores(self, targets, step):
         return [t.tensor.detach().abs() for t in targets]

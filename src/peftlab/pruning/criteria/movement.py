@@ -19,9 +19,10 @@ class Movement(Criterion):
     name = "movement"
     uses_gradients = True
 
-    def __init__(self, scope: str = "layer"):
+    def __init__(self, scope: str = "layer", n_m=None):
         self.scope = scope
         self.accumulated: list[torch.Tensor] | None = None
+        self.set_n_m(n_m)  # [N, M]: N:M semi-structured (per layer only)
 
     @torch.no_grad()
     def on_gradients(self, targets):

@@ -16,6 +16,9 @@ class StructuredL2(Criterion):
     structured = True
     unit = "neurons"
 
+    def __init__(self, n_m=None):
+        self.set_n_m(n_m)  # N:M is unstructured-only: anything but null is a one-line error
+
     def unit_keep(self, groups: list[UnitGroup], sparsity: float, current: list[torch.Tensor]) -> list[torch.Tensor]:
         """0/1 keep-vectors (one per group) with ``round(sparsity * n_units)`` units dropped."""
         keeps = []
