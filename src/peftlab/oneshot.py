@@ -63,7 +63,7 @@ def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
 
     trainer.test(model, datamodule=datamodule, verbose=False)
     ckpt = run_dir / "checkpoints" / "pruned.ckpt"
-    trainer.save_checkpoint(ckpt)
+    trainer.save_checkpoint(ckpt, weights_only=False)  # (a full checkpoint: eval, export and the callbacks read it)
     metrics = {
         "status": "completed",
         "run_dir": str(run_dir),
