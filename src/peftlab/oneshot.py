@@ -57,6 +57,7 @@ def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(model, datamodule=datamodule, verbose=False)
         dense = {"tasks": model.last_test_metrics, "score": model.test_metrics.score(model.last_test_metrics)}
 
+    model.to(trainer.strategy.root_device)  # (Lightning's test moves the model back to the CPU when it ends)
     start = time.perf_counter()
     prune_once(pruning, model, datamodule)
     prune_s = time.perf_counter() - start

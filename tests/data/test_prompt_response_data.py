@@ -95,7 +95,20 @@ def test_synthetic_generation_writes_the_same_exact_rows_every_time(tmp_path):
     assert (tmp_path / source.folder.name / "train.jsonl").read_text() == first
     rev = SyntheticGeneration("reverse", str(tmp_path), train=20, validation=2, test=2, digits=(4, 7)).rows("train")
     assert all(r["response"] == r["prompt"].removeprefix("reverse ").removesuffix("=")[::-1] and 4 <= len(r["response"]) <= 7 for r in rev)
-    assert SyntheticGeneration("add", str(tmp_path), train=2000, test=50, digits=(1, 1)).seen_in_training() == 1.0  # 100 prompts in all
+    assert SyntheticGeneration("add", str(tmp_path), train=2000, test=50, digits=(1, 1), held_out=False).seen_in_training() == 1.0  # 100 prompts in all
     assert SyntheticGeneration("reverse", str(tmp_path), train=100, test=50, digits=(7, 7)).seen_in_training() == 0.0
+    assert SyntheticGeneration("add", str(tmp_path), train=300, validation=40, test=40, digits=(1, 1)).seen_in_training("validation") == 0.0  # held out by default
+    with pytest.raises(ConfigError, match="data.source.held_out: training covers"):
+        SyntheticGeneration("add", str(tmp_path), train=2000, test=50, digits=(1, 1)).rows("test")
     with pytest.raises(ConfigError, match="data.source.task: must be one of reverse, add"):
         SyntheticGeneration("sort", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"digits": 3}, "digits"), ({"digits": [3]}, "digits"), ({"digits": ["a", "b"]}, "digits"), ({"seed": "x"}, "seed"), ({"train": True}, "train"), ({"held_out": "yes"}, "held_out")],
+)
+def test_synthetic_generation_bad_settings_are_one_config_error(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        SyntheticGeneration("add", str(tmp_path), **kwargs)
+    assert info.value.key == f"data.source.{key}"

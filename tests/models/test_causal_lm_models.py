@@ -148,3 +148,13 @@ def test_a_decoder_built_from_a_config_is_seeded():
     assert a.model.config.num_key_value_heads == 1 and a.out_dim == 30 and a.model.config.pad_token_id == 2
     with pytest.raises(ConfigError, match="model.config.model_type: required"):
         HFCausalLMBackbone(config={"hidden_size": 16})
+
+
+@pytest.mark.parametrize("field", ["attn_implementation", "auto_map", "_name_or_path", "trust_remote_code"])
+def test_a_build_config_that_names_code_is_refused(field):
+    """A stored ``model.config`` supplies sizes and ids; keys that make transformers fetch or import code are one line."""
+    from peftlab.models.hf_causal_lm import build_from_config
+
+    with pytest.raises(ConfigError) as info:
+        build_from_config({"model_type": "llama", "hidden_size": 32, field: "someone/kernels"}, seed=0)
+    assert info.value.key == f"model.config.{field}"

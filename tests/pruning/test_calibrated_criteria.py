@@ -131,3 +131,14 @@ def test_calibrated_criterion_prunes_through_the_callbacks_forward_order():
 
     net, cb = pruned(Wanda(), net=Reversed())
     assert all(float((t.tensor == 0).float().mean()) == 0.5 for t in cb.targets)
+
+
+def test_sparsegpt_ramped_update_reaches_exactly_the_target():
+    """Entries pruned earlier count among the k pruned now (lazy updates make them non-zero in later blocks)."""
+    gen = torch.Generator().manual_seed(0)
+    weight, x = torch.randn(32, 64, generator=gen), torch.randn(256, 64, generator=gen)
+    hessian = x.T @ x
+    first, keep = sparsegpt_prune(weight, hessian, 0.3, blocksize=16)
+    _, keep2 = sparsegpt_prune(first, hessian, 0.5, blocksize=16, pruned=keep.float())
+    assert (~keep2).float().mean().item() == 0.5
+    assert not (keep2 & ~keep).any()  # nothing pruned before comes back

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from peftlab.data.table import LabelledTable
@@ -35,9 +36,11 @@ class SyntheticGeneration:
 
     The rows are written once to ``<directory>/<task>-<seed>-<sizes>/{train,validation,test}.jsonl``
     (columns ``prompt``, ``response``; look at them, or train on them with ``data=text_files``)
-    and then read through :class:`~peftlab.data.text_files.TextFileSource`. Each split is drawn
-    independently, so a test prompt may also occur in training: with few possible prompts (``add``
-    up to 2 digits has at most 10^4) many do; :meth:`seen_in_training` counts them.
+    and then read through :class:`~peftlab.data.text_files.TextFileSource`. With ``held_out``
+    (the default) the validation and test prompts are drawn among those training never shows, so
+    exact match measures the task learnt, not rows remembered (``add`` up to 2 digits has only
+    10^4 prompts: 30,000 training rows hold about 6,200 of them). Without it each split is drawn
+    independently; :meth:`seen_in_training` counts the overlap.
 
     Args:
         task: ``reverse`` or ``add``.
@@ -45,27 +48,45 @@ class SyntheticGeneration:
         train, validation, test: rows per split.
         digits: ``[fewest, most]`` digits of the string (reverse) or of each number (add).
         seed: the generator's seed (each split has its own stream).
+        held_out: validation / test prompts never occur in training.
     """
 
     config_key = "data.source"  # data.sources.<task> when a task reads it
 
-    def __init__(self, task: str, directory: str, train: int = 4000, validation: int = 200, test: int = 200, digits: tuple[int, int] = (1, 2), seed: int = 0):
-        if task not in TASKS:
+    def __init__(self, task: str, directory: str, train: int = 4000, validation: int = 200, test: int = 200, digits: tuple[int, int] = (1, 2), seed: int = 0, held_out: bool = True):
+        if not isinstance(task, str) or task not in TASKS:
             raise ConfigError(f"{self.config_key}.task", f"must be one of {', '.join(TASKS)}; got {task!r}")
-        lo, hi = (int(d) for d in digits)
-        if not 1 <= lo <= hi:
-            raise ConfigError(f"{self.config_key}.digits", f"must be [fewest, most] with 1 <= fewest <= most; got {list(digits)}")
+        ints = isinstance(digits, Sequence) and not isinstance(digits, str) and len(digits) == 2 and all(isinstance(d, int) and not isinstance(d, bool) for d in digits)
+        lo, hi = (digits[0], digits[1]) if ints else (0, 0)
+        if not ints or not 1 <= lo <= hi:
+            raise ConfigError(f"{self.config_key}.digits", f"must be [fewest, most] (integers) with 1 <= fewest <= most; got {digits!r}")
         for name, n in (("train", train), ("validation", validation), ("test", test)):
-            if not isinstance(n, int) or n < 1:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ConfigError(f"{self.config_key}.{name}", f"must be a positive number of rows; got {n!r}")
-        self.task, self.digits, self.seed = task, (lo, hi), int(seed)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(f"{self.config_key}.seed", f"must be an integer; got {seed!r}")
+        if not isinstance(held_out, bool):
+            raise ConfigError(f"{self.config_key}.held_out", f"must be true or false; got {held_out!r}")
+        self.task, self.digits, self.seed, self.held_out = task, (lo, hi), int(seed), held_out
         self.sizes = {"train": train, "validation": validation, "test": test}
-        self.folder = absolute_path(directory) / f"{task}-{seed}-{lo}_{hi}-{train}_{validation}_{test}"
+        name = f"{task}-{seed}-{lo}_{hi}-{train}_{validation}_{test}" + ("-held_out" if held_out else "")
+        self.folder = absolute_path(directory) / name
 
     def rows(self, split: str) -> list[dict[str, str]]:
         """The rows of ``split`` (deterministic: ``seed`` and the split name fix them)."""
         rng = random.Random(f"{self.task}/{self.seed}/{split}")
-        return [TASKS[self.task](rng, self.digits) for _ in range(self.sizes[split])]
+        make = TASKS[self.task]
+        if split == "train" or not self.held_out:
+            return [make(rng, self.digits) for _ in range(self.sizes[split])]
+        seen = {row["prompt"] for row in self.rows("train")}
+        rows: list[dict[str, str]] = []
+        for _ in range(1000 * self.sizes[split]):  # rejection sampling; bounded when few prompts are left
+            row = make(rng, self.digits)
+            if row["prompt"] not in seen:
+                rows.append(row)
+                if len(rows) == self.sizes[split]:
+                    return rows
+        raise ConfigError(f"{self.config_key}.held_out", f"training covers (nearly) every {self.task} prompt of {list(self.digits)} digits: fewer training rows, more digits, or held_out=false")
 
     def seen_in_training(self, split: str = "test") -> float:
         """Share of ``split``'s rows whose prompt also occurs in the training rows."""

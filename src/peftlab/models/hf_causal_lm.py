@@ -14,6 +14,7 @@ from peftlab.models.generation import greedy_generate
 from peftlab.models.hf import load_pretrained, weights_folder
 
 log = logging.getLogger(__name__)
+UNSAFE_FIELDS = ("auto_map", "trust_remote_code", "custom_pipelines")  # keys that make transformers import code
 
 
 def build_from_config(config: Mapping[str, Any], seed: int) -> nn.Module:
@@ -23,6 +24,9 @@ def build_from_config(config: Mapping[str, Any], seed: int) -> nn.Module:
 
     fields = dict(config)
     model_type = fields.pop("model_type", None)
+    for key in fields:  # values only: a stored config must not name code to fetch or import (auto_map, attn kernels)
+        if not isinstance(key, str) or key.startswith("_") or key in UNSAFE_FIELDS or key.endswith("_implementation"):
+            raise ConfigError(f"model.config.{key}", "names code to load (remote classes, attention kernels); build configs take sizes and token ids only")
     if not model_type:
         raise ConfigError("model.config.model_type", "required: the architecture to build (llama, gpt2, qwen2, ...)")
     try:

@@ -38,6 +38,8 @@ def inverse_hessian_factor(hessian: torch.Tensor, dampening: float) -> torch.Ten
 def _lowest(scores: torch.Tensor, k: int, forced: torch.Tensor | None) -> torch.Tensor:
     """Bool mask (True = prune) of the ``k`` lowest scores, plus every ``forced`` entry."""
     out = torch.zeros_like(scores, dtype=torch.bool)
+    if forced is not None:  # already-pruned entries count among the k (lazy updates made them non-zero)
+        scores = scores.masked_fill(forced, float("-inf"))
     if k > 0:
         out.view(-1)[torch.topk(scores.reshape(-1), k, largest=False).indices] = True
     return out | forced if forced is not None else out
