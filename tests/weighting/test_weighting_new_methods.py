@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from small_matrices import AGREE, CONFLICT, TASKS3, made  # noqa: F401
 
 from peftlab.errors import ConfigError
 from peftlab.weighting import (
@@ -20,16 +21,6 @@ from peftlab.weighting import (
     GradVacWeighting,
     UPGradWeighting,
 )
-
-TASKS3 = ["a", "b", "c"]
-CONFLICT = torch.tensor([[1.0, 0.0, 0.0], [-0.8, 0.6, 0.0], [0.1, -0.9, 0.4]], dtype=torch.float64)
-AGREE = torch.tensor([[1.0, 0.2, 0.0], [0.8, 0.1, 0.3], [0.9, 0.0, 0.1]], dtype=torch.float64)
-
-
-def made(cls, tasks=TASKS3, **kw):
-    m = cls(**kw)
-    m.setup(tasks)
-    return m
 
 
 @pytest.mark.parametrize("cls", [UPGradWeighting, DualProjWeighting])

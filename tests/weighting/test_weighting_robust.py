@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_matrices import AGREE, CONFLICT, TASKS3, made  # noqa: F401
 
 from peftlab.errors import ConfigError
 from peftlab.weighting import KrumWeighting, PCDWeighting, TrimmedMeanWeighting
-
-TASKS3 = ["a", "b", "c"]
-CONFLICT = torch.tensor([[1.0, 0.0, 0.0], [-0.8, 0.6, 0.0], [0.1, -0.9, 0.4]], dtype=torch.float64)
-AGREE = torch.tensor([[1.0, 0.2, 0.0], [0.8, 0.1, 0.3], [0.9, 0.0, 0.1]], dtype=torch.float64)
-
-
-def made(cls, tasks=TASKS3, **kw):
-    m = cls(**kw)
-    m.setup(tasks)
-    return m
 
 
 def test_pcd_is_the_primary_gradient_when_the_others_already_progress():
