@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 from peftlab.errors import ConfigError
 
@@ -60,19 +61,28 @@ def package_file(package: str, member: str, key: str) -> Path:
 
 
 def unpack_once(zip_path: Path, target: Path) -> Path:
-    """Extract ``zip_path`` into ``target`` unless already there; safe when several processes race.
+    """Extract ``zip_path`` into ``target`` unless already there (see :func:`write_folder_once`)."""
 
-    The archive is extracted into a temporary sibling directory which is then renamed into
-    place, so ``target`` is either absent or complete.
+    def extract(folder: Path) -> None:
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(folder)
+
+    return write_folder_once(target, extract)
+
+
+def write_folder_once(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Create folder ``target`` with ``fill(folder)`` unless it exists; safe when several processes race.
+
+    ``fill`` writes into a temporary sibling directory which is then renamed into place, so
+    ``target`` is either absent or complete.
     """
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        with zipfile.ZipFile(zip_path) as zf:
-            zf.extractall(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the unpacked model is for every user
+        fill(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the folder is for every user
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first

@@ -10,13 +10,9 @@ It is written once as a ``save_pretrained`` folder under the peftlab cache and l
 
 from __future__ import annotations
 
-import os
-import shutil
 import string
-import tempfile
-from pathlib import Path
 
-from peftlab.packaged_assets import cache_root
+from peftlab.packaged_assets import cache_root, write_folder_once
 
 NAME = "chars"
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -40,19 +36,5 @@ def build_char_tokenizer():
 
 def char_tokenizer_path() -> str:
     """The tokenizer's folder (written once into the peftlab cache; safe when processes race)."""
-    target = cache_root() / f"{NAME}-v{_VERSION}"
-    if (target / "tokenizer.json").is_file():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build_char_tokenizer().save_pretrained(str(tmp))
-        tmp.chmod(0o755)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "tokenizer.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    folder = write_folder_once(cache_root() / f"{NAME}-v{_VERSION}", lambda tmp: build_char_tokenizer().save_pretrained(str(tmp)))
+    return str(folder)

@@ -4,11 +4,11 @@ JSON-lines files and read back as ``data=text_files`` reads a causal-LM task's f
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from peftlab.checkpoints.atomic_files import write_text_atomic
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import TextFileSource, absolute_path
 from peftlab.errors import ConfigError
@@ -101,9 +101,7 @@ class SyntheticGeneration:
             path = self.folder / f"{split}.jsonl"
             if path.is_file():
                 continue
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in self.rows(split)))
-            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+            write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in self.rows(split)))  # a reader sees the whole file or none
         return self.folder
 
     def load(self) -> dict[str, LabelledTable]:
