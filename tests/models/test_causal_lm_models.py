@@ -14,7 +14,6 @@ from peftlab.errors import ConfigError
 from peftlab.models import HFBackbone, HFCausalLMBackbone, MultiTaskModule
 from peftlab.models.generation import greedy_generate, ignore_after_eos, prompt_batch
 from peftlab.sharing import BitFit, FrozenBackbone, FullSharing, PeftAdapter
-from peftlab.sharing.task_lora import TaskLoRA
 from peftlab.tasks import TaskSpec, parse_task_specs
 from peftlab.weighting import PCGradWeighting
 
@@ -130,10 +129,8 @@ def test_exact_match_counts_what_greedy_generation_gives(lm_dir):
 def test_mismatched_tasks_policies_and_bodies_are_one_line(lm_dir, tmp_path):
     with pytest.raises(ConfigError, match="strategy.sharing: nothing trains"):
         lm_module(lm_dir, FrozenBackbone())
-    with pytest.raises(ConfigError, match="strategy.sharing: task_lora on causal_lm tasks is not built yet"):
-        lm_module(lm_dir, TaskLoRA())
     mixed = [*LM_TASKS, TaskSpec(name="c", label="c", num_classes=2)]
-    with pytest.raises(ConfigError, match=r"data.tasks\[2\].type: classification heads on a causal-LM decoder are not built yet"):
+    with pytest.raises(ConfigError, match=r"model.pooling: task 'c' \(classification\) reads the decoder's pooled states"):
         lm_module(lm_dir, tasks=mixed)
     with pytest.raises(ConfigError, match="model: task 'a' is causal_lm: it needs a decoder with its LM head"):
         MultiTaskModule(functools.partial(HFBackbone, str(lm_dir), pooling="last"), LM_TASKS)

@@ -66,24 +66,35 @@ class TargetScaling(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
+FEATURE_OF = {True: "logits", False: "pooled"}  # the entry of a decoder's {"logits", "pooled"} a task reads, by task_type.generates
+
+
+def _entry(features: Any, key: str) -> torch.Tensor:
+    """``features[key]`` when the body gives several kinds of features (a mapping), else ``features``."""
+    return features[key] if isinstance(features, dict) else features
+
+
 class TaskHeads(nn.Module):
     """A head per task on top of that task's features, made by the task's type.
 
     ``forward(features)`` takes ``{task: [B, in_dim]}`` and returns ``{task: [B, out_dim]}``
     (class logits, or one value for regression tasks, on the labels' scale: see
-    :class:`TargetScaling` and :class:`~peftlab.tasks.TaskType`).
+    :class:`TargetScaling` and :class:`~peftlab.tasks.TaskType`). A decoder serving both kinds of
+    task gives each task ``{"logits", "pooled"}``: a generating task's head reads the token logits,
+    the others' the pooled features (:data:`FEATURE_OF`).
     """
 
     def __init__(self, tasks: Sequence[TaskSpec], in_dim: int):
         super().__init__()
         self.heads = nn.ModuleDict({t.name: t.task_type.make_head(in_dim, t) for t in tasks})
+        self.reads = {t.name: FEATURE_OF[bool(t.task_type.generates)] for t in tasks}
         self.scaled_columns = [i for i, t in enumerate(tasks) if t.task_type.scales_targets]
         self.scaled = {tasks[i].name: k for k, i in enumerate(self.scaled_columns)}
         self.target_scaling = TargetScaling(len(self.scaled_columns))
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Apply each task's head to its features (scaled tasks mapped back to the labels' scale)."""
-        out = {name: head(features[name]) for name, head in self.heads.items()}
+        out = {name: head(_entry(features[name], self.reads[name])) for name, head in self.heads.items()}
         for name, k in self.scaled.items():
             out[name] = out[name] * self.target_scaling.std[k] + self.target_scaling.mean[k]
         return out

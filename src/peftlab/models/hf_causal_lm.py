@@ -12,6 +12,7 @@ from peftlab.checkpoints.base_fingerprint import folder_fingerprint
 from peftlab.errors import ConfigError
 from peftlab.models.generation import greedy_generate
 from peftlab.models.hf import load_pretrained, weights_folder
+from peftlab.models.pooling import POOLINGS, pool
 
 log = logging.getLogger(__name__)
 UNSAFE_FIELDS = ("auto_map", "trust_remote_code", "custom_pipelines")  # keys that make transformers import code
@@ -50,7 +51,10 @@ def set_pad_token(model: nn.Module) -> None:
 
 
 class HFCausalLMBackbone(nn.Module):
-    """A decoder with its LM head whose forward gives token logits ``[B, L, vocab]`` (float32).
+    """A decoder with its LM head whose forward gives token logits ``[B, L, vocab]`` (float32), and
+    with ``pooling`` set also pooled features for classification / regression heads:
+    ``{"logits": [B, L, vocab], "pooled": [B, hidden]}`` (each task's head reads its kind's entry,
+    see :class:`~peftlab.models.heads.TaskHeads`).
 
     Tasks of type ``causal_lm`` read these logits directly (their loss masks all but the
     response tokens); the LM head belongs to the backbone, so ``strategy/sharing`` decides
@@ -66,6 +70,8 @@ class HFCausalLMBackbone(nn.Module):
         trust_remote_code: allow models whose code lives in their repository (off unless set).
         gradient_checkpointing: recompute activations in backward (less memory, slower).
         dtype: ``null`` (float32), ``bfloat16`` or ``float16`` (pretrained weights only).
+        pooling: null (token logits only), or ``last`` / ``mean``: also the last hidden states
+            pooled per row, for classification / regression tasks on the same decoder.
     """
 
     def __init__(
@@ -76,8 +82,12 @@ class HFCausalLMBackbone(nn.Module):
         trust_remote_code: bool = False,
         gradient_checkpointing: bool = False,
         dtype: str | None = None,
+        pooling: str | None = None,
     ):
         super().__init__()
+        if pooling is not None and pooling not in POOLINGS:
+            raise ConfigError("model.pooling", f"must be null (token logits only) or one of {', '.join(POOLINGS)}; got {pooling!r}")
+        self.pooling = pooling
         if (name_or_path is None) == (config is None):
             raise ConfigError("model.name_or_path", "give either a pretrained model (model.name_or_path) or model.config to build one, not both")
         self.name_or_path = str(name_or_path) if name_or_path is not None else ""
@@ -91,16 +101,20 @@ class HFCausalLMBackbone(nn.Module):
                 self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.out_dim = int(self.model.config.vocab_size)
+        # the width the task heads read: pooled hidden states when pooling, else (no heads: causal-LM tasks only) the vocabulary
+        self.out_dim = int(self.model.config.hidden_size if pooling else self.model.config.vocab_size)
         self.weights_dir = weights_folder(self.name_or_path) if self.name_or_path else None
 
     def base_fingerprint(self) -> dict[str, str] | None:
         """Digests of the folder the pretrained weights came from (None when built from a config)."""
         return folder_fingerprint(self.weights_dir) if self.weights_dir else None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
-        """Token logits ``[B, L, vocab]`` in float32."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **inputs).logits.float()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Token logits ``[B, L, vocab]`` in float32; with ``pooling``, ``{"logits", "pooled"}``."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_hidden_states=self.pooling is not None, **inputs)
+        if self.pooling is None:
+            return out.logits.float()
+        return {"logits": out.logits.float(), "pooled": pool(out.hidden_states[-1], attention_mask, self.pooling).float()}
 
     @property
     def eos_token_id(self) -> int | None:

@@ -12,6 +12,8 @@ from peftlab.weighting import Weighting
 def shared_representation(features: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """The shared feature tensor when every task reads the same one (hard sharing) and it carries a gradient, else None."""
     values = list(features.values())
+    if isinstance(values[0], dict):  # a decoder's {"logits", "pooled"}: its heads read different tensors
+        return None
     return values[0] if all(v is values[0] for v in values) and values[0].requires_grad else None
 
 

@@ -60,18 +60,23 @@ class RowRoutes:
 
         return [take(a) for a in args], {k: take(v) for k, v in inputs.items()}
 
-    def per_task(self, h: torch.Tensor, task_names: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``{task: [B, D]}`` from the stacked features ``h``: row ``b`` of task ``t`` is its routed
-        pair's row when ``b`` went to ``t``, else that row through the first task it went to (zeros
-        if none): unlabelled for ``t``, so no loss reads it."""
+    def per_task(self, h: Any, task_names: Sequence[str]) -> dict[str, Any]:
+        """``{task: [B, ...]}`` from the stacked features ``h`` (a tensor whose first dimension is the
+        stacked rows, e.g. ``[N, D]`` or a decoder's logits ``[N, L, V]``, or a mapping of such, taken
+        entry by entry): row ``b`` of task ``t`` is its routed pair's row when ``b`` went to ``t``,
+        else that row through the first task it went to (zeros if none): unlabelled for ``t``, so no
+        loss reads it."""
+        if isinstance(h, dict):
+            entries = {key: self.per_task(value, task_names) for key, value in h.items()}
+            return {task: {key: entries[key][task] for key in h} for task in task_names}
         rows, n, counts, bounds = self.rows, self.n, self.counts, self.bounds
         positions = torch.arange(len(rows), device=h.device)
         first = torch.full((n,), len(rows), dtype=torch.long, device=h.device)
         first = first.scatter_reduce(0, rows, positions, reduce="amin")  # each row's first routed pair
         routed = first < len(rows)
-        base = h.index_select(0, first.clamp(max=max(len(rows) - 1, 0))) if len(rows) else h.new_zeros(n, h.shape[-1])
+        base = h.index_select(0, first.clamp(max=max(len(rows) - 1, 0))) if len(rows) else h.new_zeros(n, *h.shape[1:])
         if not bool(routed.all()):
-            base = base * routed.unsqueeze(-1).to(base.dtype)
+            base = base * routed.view(-1, *([1] * (h.dim() - 1))).to(base.dtype)
         out = {}
         for i, task in enumerate(task_names):
             s, e = bounds[i], bounds[i + 1]
