@@ -1,6 +1,7 @@
 """Export a (pruned) checkpoint to a smaller model file.
 
     python scripts/export.py ckpt_path=<run dir>/checkpoints/best-*.ckpt out=model.pt [sparse=auto|true|false] [overwrite=false] [trust_remote_code=false]
+    python scripts/export.py ckpt_path=<decoder run's checkpoint> out=<folder> format=hf [overwrite=false]
 
 Masks become permanent, pruned neurons/heads are physically removed, and (sparse=auto|true)
 2-D weights that are more than 55 % zeros are stored as CSR with int32 indices so the file
@@ -13,6 +14,12 @@ The model is built from peftlab's own components only: the config stored in the 
 supplies values, never what to import, and trust_remote_code=true (let the model folder run its
 own code) is taken only from this command line.
 Load the result with ``peftlab.export.load_exported(path)``.
+
+format=hf (model=hf_causal_lm with one shared decoder): the decoder with its LM head, a shared LoRA
+merged and pruned FFN units removed, as a save_pretrained folder that
+``AutoModelForCausalLM.from_pretrained(out)`` loads (config intermediate_size adjusted); checked
+against the masked model's logits. Pruning that left layers of different widths is refused
+(the default format holds any shapes); task heads are not in the folder.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from peftlab.errors import ConfigError  # noqa: E402
-from peftlab.export import export_checkpoint  # noqa: E402
+from peftlab.export import export_checkpoint, export_checkpoint_folder  # noqa: E402
 
-USAGE = "usage: python scripts/export.py ckpt_path=<checkpoint> out=<file> [sparse=auto|true|false] [overwrite=false] [trust_remote_code=false]"
+USAGE = "usage: python scripts/export.py ckpt_path=<checkpoint> out=<file> [sparse=auto|true|false] [overwrite=false] [trust_remote_code=false] [format=peftlab|hf]"
 
 
 def parse(argv: list[str]) -> dict[str, str]:
@@ -33,7 +40,7 @@ def parse(argv: list[str]) -> dict[str, str]:
     args = {}
     for a in argv:
         key, sep, value = a.partition("=")
-        if not sep or key not in ("ckpt_path", "out", "sparse", "overwrite", "tolerance", "trust_remote_code"):
+        if not sep or key not in ("ckpt_path", "out", "sparse", "overwrite", "tolerance", "trust_remote_code", "format"):
             raise ConfigError(key or a, f"unknown argument {a!r}; {USAGE}")
         args[key] = value
     for key in ("ckpt_path", "out"):
@@ -57,6 +64,15 @@ def main(argv: list[str]) -> int:
         trust = args.get("trust_remote_code", "false")
         if trust not in ("true", "false"):
             raise ConfigError("trust_remote_code", f"must be true or false; got {trust!r}")
+        fmt = args.get("format", "peftlab")
+        if fmt not in ("peftlab", "hf"):
+            raise ConfigError("format", f"must be peftlab (a file load_exported reads) or hf (a save_pretrained folder); got {fmt!r}")
+        if fmt == "hf":
+            info = export_checkpoint_folder(args["ckpt_path"], args["out"], overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)), trust_remote_code=trust == "true")
+            print(
+                f"exported {info['out']} (AutoModelForCausalLM.from_pretrained loads it): {info['params']:,} params, intermediate_size {info['intermediate_size']}, merged LoRA layers {info['merged_lora']}, removed {info['removed']}, max |diff| {info['max_abs_diff']:.2e}"
+            )
+            return 0
         info = export_checkpoint(args["ckpt_path"], args["out"], sparse=sparse, overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)), trust_remote_code=trust == "true")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

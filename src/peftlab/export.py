@@ -3,12 +3,17 @@
 Adapters are the body's business (``PolicyBody.adapter_layers()``, ``merge_adapters()``): a body
 with adapters (shared LoRA) has them merged into the masked base weights, which are then
 masked again, before pruned units are removed; a body whose adapters cannot merge (task_lora:
-one per task) refuses with a one-line error.
+one per task) refuses with a one-line error. A shared decoder can also be written as a
+Hugging Face ``save_pretrained`` folder (:func:`export_decoder_folder`), which
+``AutoModelForCausalLM.from_pretrained`` loads.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ from peftlab.batch import slice_inputs
 from peftlab.checkpoints.atomic_files import atomic_path
 from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.errors import ConfigError
+from peftlab.models.causal_lm_body import decoders_of
 from peftlab.pruning.adapter_gates import gate_pruned_rows
 from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.pruning.masks import reapply_masks
@@ -139,3 +145,77 @@ def load_exported(path: str, trust_remote_code: bool = False) -> nn.Module:
     shrink_to(model, state)
     model.load_state_dict(state)
     return model.eval()
+
+
+def ffn_widths(model: nn.Module) -> list[int]:
+    """The FFN width (units) of every gated FFN layer of ``model`` (Llama-style ``gate_proj`` / ``down_proj``), in order."""
+    return [int(m.down_proj.in_features) for m in model.modules() if isinstance(getattr(m, "gate_proj", None), nn.Linear) and isinstance(getattr(m, "down_proj", None), nn.Linear)]
+
+
+@torch.no_grad()
+def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Write the shared decoder of ``model`` (a MultiTaskModule on ``model=hf_causal_lm``) as a
+    ``save_pretrained`` folder that ``AutoModelForCausalLM.from_pretrained`` loads.
+
+    A shared LoRA is merged into the (masked) base weights first; masks become permanent and
+    pruned FFN units of gated FFNs (Llama, Mistral, Qwen2) are removed; the folder's config gets
+    the new ``intermediate_size``. Transformers' config holds one width for every layer, so
+    pruning that left layers of different widths is refused with one line (``scripts/export.py``
+    keeps peftlab's format, which holds any shapes). What the folder holds is the decoder with
+    its LM head: classification / regression heads are not part of it. task_lora (one adapter
+    per task) is refused (export each task's adapter instead); so are ``separate`` decoders. ``model`` is
+    changed in place (adapters merged, masks made permanent, units removed).
+    """
+    decoders = decoders_of(model.body)
+    if not decoders:
+        raise ConfigError("ckpt_path", "no decoder with an LM head to export (model=hf_causal_lm); use scripts/export.py")
+    if len({id(d) for d in decoders.values()}) > 1:
+        raise ConfigError("ckpt_path", "strategy=separate has one decoder per task; a folder holds one: export the tasks' decoders one by one is not built, use scripts/export.py")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError("out", f"{out} exists and is not empty; pass overwrite=true or choose another directory")
+    decoder = next(iter(decoders.values()))
+    merged = merge_adapters(model)  # task_lora: refused here (one adapter per task cannot merge)
+    removed = compact(model)
+    widths = sorted(set(ffn_widths(decoder.model)))
+    if len(widths) > 1:
+        raise ConfigError("out", f"pruning left FFN layers of different widths {widths}; a transformers config holds one intermediate_size: export with scripts/export.py (peftlab's format) instead")
+    if widths:
+        decoder.model.config.intermediate_size = widths[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:  # written beside `out` and moved into place: a failure leaves nothing half-written
+        decoder.model.save_pretrained(str(tmp))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return {"out": str(out), "merged_lora": merged, "removed": removed, "intermediate_size": widths[0] if widths else None, "params": sum(p.numel() for p in decoder.model.parameters())}
+
+
+@torch.no_grad()
+def export_checkpoint_folder(ckpt_path: str, out: str, overwrite: bool = False, tolerance: float = 1e-5, trust_remote_code: bool = False) -> dict[str, Any]:
+    """:func:`export_decoder_folder` of a checkpoint's masked model; then transformers loads the folder
+    and its token logits on test inputs must equal the masked model's within ``tolerance`` (else the
+    folder is removed and RuntimeError says by how much)."""
+    from transformers import AutoModelForCausalLM
+
+    from peftlab.checkpoints.stored_config import load_buildable_config
+
+    load_buildable_config(ckpt_path, trust_remote_code)  # a bad or crafted ckpt_path fails first
+    model, _, datamodule = load_masked_model(ckpt_path, trust_remote_code)
+    decoders = decoders_of(model.body)
+    x = _sample_inputs(datamodule, 64)
+    inputs = {k: x[k] for k in ("input_ids", "attention_mask")} if isinstance(x, dict) else None
+    if not decoders or inputs is None:
+        raise ConfigError("ckpt_path", "no decoder with an LM head to export (model=hf_causal_lm); use scripts/export.py without format=hf")
+    reference = next(iter(decoders.values())).model(**inputs).logits.float()
+    info = export_decoder_folder(model, out, overwrite)
+    loaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    diff = float((loaded(**inputs).logits.float() - reference).abs().max())
+    if diff > tolerance:
+        shutil.rmtree(out)
+        raise RuntimeError(f"the exported folder's logits differ from the masked model's by {diff:.3g} > {tolerance}")
+    return {**info, "max_abs_diff": diff}

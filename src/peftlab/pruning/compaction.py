@@ -94,6 +94,8 @@ def _shrink(group: UnitGroup, keep: torch.Tensor) -> None:
     if group.kind == "heads" and owner is not None:
         owner.num_attention_heads = int(keep.sum())
         owner.all_head_size = owner.num_attention_heads * owner.attention_head_size
+    if group.kind == "neurons" and isinstance(getattr(owner, "intermediate_size", None), int):  # a gated FFN (Llama's MLP) records its width
+        owner.intermediate_size = int(keep.sum())
 
 
 def _sync_out_dims(model: nn.Module) -> None:

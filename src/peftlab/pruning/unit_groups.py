@@ -1,4 +1,4 @@
-"""Units structured pruning removes: neurons (rows of a linear layer) and attention heads.
+"""Units structured pruning removes: neurons (rows of a linear layer; a gated FFN's gate + up rows) and attention heads.
 
 A :class:`UnitGroup` is a set of output units produced by some linear layers (rows; their
 biases) and read by others (input columns). Zeroing a unit's rows and bias makes its output 0
@@ -100,9 +100,22 @@ def _neuron_groups(model: nn.Module, wrapped: Mapping) -> list[UnitGroup]:
         consumer = base_linear(getattr(out, "dense", None), f"{name}.output.dense", wrapped)
         if producer is not None and consumer is not None:  # BERT FFN: dense → intermediate_act_fn (gelu(0) = 0) → output.dense
             groups.append(UnitGroup(f"{name}.intermediate.dense", "neurons", producer[1].out_features, 1, [producer], [consumer]))
+        swiglu = _swiglu_group(mod, name, wrapped)
+        if swiglu is not None:
+            groups.append(swiglu)
         if isinstance(mod, nn.Sequential):
             groups += _sequential_groups(mod, name, _tail_consumers(model, mod, names))
     return groups
+
+
+def _swiglu_group(mlp: nn.Module, name: str, wrapped: Mapping) -> UnitGroup | None:
+    """A Llama-style gated FFN ``down(act(gate(x)) * up(x))`` (Llama, Mistral, Qwen2): unit ``i`` is
+    row ``i`` of gate and of up and column ``i`` of down. Zeroing both rows makes the product 0
+    (silu(0) = 0, and 0 times anything), so down's column ``i`` reads only zeros."""
+    gate, up, down = (base_linear(getattr(mlp, a, None), f"{name}.{a}", wrapped) for a in ("gate_proj", "up_proj", "down_proj"))
+    if gate is None or up is None or down is None or gate[1].out_features != up[1].out_features:
+        return None
+    return UnitGroup(f"{name}.gate_proj", "neurons", gate[1].out_features, 1, [gate, up], [down], owner=mlp)
 
 
 def _sequential_groups(seq: nn.Sequential, name: str, tail: list[tuple[str, nn.Linear]]) -> list[UnitGroup]:
