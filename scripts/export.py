@@ -17,7 +17,8 @@ Load the result with ``peftlab.export.load_exported(path)``.
 
 format=hf (model=hf_causal_lm with one shared decoder): the decoder with its LM head, a shared LoRA
 merged and pruned FFN units removed, as a save_pretrained folder that
-``AutoModelForCausalLM.from_pretrained(out)`` loads (config intermediate_size adjusted); checked
+``AutoModelForCausalLM.from_pretrained(out)`` loads (config intermediate_size / num_attention_heads /
+num_key_value_heads adjusted); checked
 against the masked model's logits. Pruning that left layers of different widths is refused
 (the default format holds any shapes); task heads are not in the folder.
 """
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
         if fmt == "hf":
             info = export_checkpoint_folder(args["ckpt_path"], args["out"], overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)), trust_remote_code=trust == "true")
             print(
-                f"exported {info['out']} (AutoModelForCausalLM.from_pretrained loads it): {info['params']:,} params, intermediate_size {info['intermediate_size']}, merged LoRA layers {info['merged_lora']}, removed {info['removed']}, max |diff| {info['max_abs_diff']:.2e}"
+                f"exported {info['out']} (AutoModelForCausalLM.from_pretrained loads it): {info['params']:,} params, intermediate_size {info['intermediate_size']}, query/key-value heads {info['heads']}, merged LoRA layers {info['merged_lora']}, removed {info['removed']}, max |diff| {info['max_abs_diff']:.2e}"
             )
             return 0
         info = export_checkpoint(args["ckpt_path"], args["out"], sparse=sparse, overwrite=overwrite == "true", tolerance=float(args.get("tolerance", 1e-5)), trust_remote_code=trust == "true")

@@ -49,6 +49,20 @@ def prune_ffn_units(model, keep_per_layer) -> None:
         apply_masks([(lin, "weight") for _, lin in g.producers + g.consumers])
 
 
+def prune_kv_groups(model, keep_per_layer) -> None:
+    """Mask the weakest key/value head groups of each attention layer (q, k, v rows and o columns), by their L2 norm."""
+    groups = find_groups(model, "heads")
+    assert len(groups) == 2 and all(g.n_units == 2 and g.unit_size == 8 for g in groups)  # 4 query heads over 2 key/value heads of 8
+    for g, k in zip(groups, keep_per_layer):
+        keep = torch.zeros(g.n_units)
+        keep[g.unit_scores().topk(k).indices] = 1.0
+        for _, lin in g.producers:
+            attach_mask(lin, "weight").copy_(g.row_keep(keep, lin.out_features)[:, None].expand_as(lin.weight))
+        for _, lin in g.consumers:
+            attach_mask(lin, "weight").copy_(g.row_keep(keep, lin.in_features)[None, :].expand_as(lin.weight))
+        apply_masks([(lin, "weight") for _, lin in g.producers + g.consumers])
+
+
 def tokens(generate, batch):
     ids, mask = prompt_batch(batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"], batch["lm_labels"], LM_EOS)
     return generate(ids, mask), ids, mask
@@ -82,6 +96,24 @@ def test_uniformly_pruned_ffn_units_export_as_a_smaller_folder_transformers_gene
     torch.testing.assert_close(loaded(**batch["inputs"]).logits, masked_logits, atol=1e-5, rtol=1e-5)
 
 
+def test_removed_key_value_groups_export_with_fewer_heads_and_the_same_tokens(llama_dir, tmp_path):
+    m = module(llama_dir, FullSharing())
+    prune_kv_groups(m, [1, 1])
+    prune_ffn_units(m, [48, 48])
+    decoder = m.body.backbone
+    batch = lm_batch(8)
+    expected, ids, mask = tokens(lambda i, a: decoder.generate(i, a, 6), batch)
+    masked_logits = decoder(**batch["inputs"])
+    info = export_decoder_folder(m, tmp_path / "folder")
+    assert info["heads"] == (2, 1) and info["removed"]["heads"] == 2 and info["intermediate_size"] == 48
+    loaded, run = hf_generate(tmp_path / "folder")
+    config = loaded.config
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.intermediate_size) == (2, 1, 8, 48)
+    assert loaded.model.layers[1].self_attn.q_proj.weight.shape == (16, 32) and loaded.model.layers[1].self_attn.k_proj.weight.shape == (8, 32)
+    torch.testing.assert_close(loaded(**batch["inputs"]).logits, masked_logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(run(ids, mask)[:, : expected.shape[1]], expected)
+
+
 def test_a_merged_shared_lora_exports_as_a_folder_with_the_same_tokens(llama_dir, tmp_path):
     m = module(llama_dir, PeftAdapter())
     with torch.no_grad():
@@ -106,6 +138,10 @@ def test_non_uniform_widths_and_task_lora_are_refused_in_one_line(llama_dir, tmp
     with pytest.raises(ConfigError, match=r"out: pruning left FFN layers of different widths \[32, 48\]; .*scripts/export.py"):
         export_decoder_folder(m, tmp_path / "uneven")
     assert not (tmp_path / "uneven").exists()
+    m = module(llama_dir, FullSharing())
+    prune_kv_groups(m, [1, 2])
+    with pytest.raises(ConfigError, match=r"out: pruning left attention layers with different query/key-value head counts \['2/1', '4/2'\]"):
+        export_decoder_folder(m, tmp_path / "uneven_heads")
     with pytest.raises(ConfigError, match="ckpt_path: a task_lora model has one LoRA per task"):
         export_decoder_folder(module(llama_dir, TaskLoRA(r=2)), tmp_path / "routed")
     (tmp_path / "full").mkdir()
@@ -115,7 +151,8 @@ def test_non_uniform_widths_and_task_lora_are_refused_in_one_line(llama_dir, tmp
 
 
 @pytest.mark.slow
-def test_train_prune_and_export_a_folder_that_transformers_loads(tmp_path):
+@pytest.mark.parametrize("unit, sizes", [("neurons", ("intermediate_size 128", [128, 128], (4, 2))), ("heads", ("intermediate_size 256", [256, 256], (2, 1)))])
+def test_train_prune_and_export_a_folder_that_transformers_loads(tmp_path, unit, sizes):
     """``train.py experiment=generation_mixed strategy/pruning=neurons`` then ``scripts/export.py format=hf``, as the README writes them."""
     from transformers import AutoModelForCausalLM
 
@@ -126,14 +163,14 @@ def test_train_prune_and_export_a_folder_that_transformers_loads(tmp_path):
         return subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), *args], capture_output=True, text=True, timeout=300)
 
     small = ["trainer.max_epochs=2", "++trainer.limit_train_batches=6", "callbacks=none", "trainer.enable_progress_bar=false", "data.sources.reverse.train=64", "data.sources.add.train=64"]
-    pruning = ["strategy/pruning=neurons", "strategy.pruning.final_sparsity=0.5"]
+    pruning = [f"strategy/pruning={unit}", "strategy.pruning.final_sparsity=0.5"]
     proc = run_cli("train.py", "experiment=generation_mixed", *small, *pruning, f"paths.data_dir={tmp_path / 'data'}", log_dir=tmp_path / "logs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_json(metrics_files(tmp_path / "logs")[0])["ckpt_path"]
     proc = export(f"ckpt_path={ckpt}", f"out={tmp_path / 'folder'}", "format=hf")
-    assert proc.returncode == 0 and "intermediate_size 128" in proc.stdout, proc.stderr[-3000:]
+    assert proc.returncode == 0 and sizes[0] in proc.stdout, proc.stderr[-3000:]
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "folder").eval()
-    assert loaded.config.intermediate_size == 128 and ffn_widths(loaded) == [128, 128]
+    assert ffn_widths(loaded) == sizes[1] and (loaded.config.num_attention_heads, loaded.config.num_key_value_heads) == sizes[2]
     masked, _, datamodule = load_masked_model(ckpt)
     batch = next(iter(datamodule.test_dataloader()))
     ids, mask = prompt_batch(batch["inputs"]["input_ids"][:32], batch["inputs"]["attention_mask"][:32], batch["lm_labels"][:32], 0)

@@ -152,15 +152,26 @@ def ffn_widths(model: nn.Module) -> list[int]:
     return [int(m.down_proj.in_features) for m in model.modules() if isinstance(getattr(m, "gate_proj", None), nn.Linear) and isinstance(getattr(m, "down_proj", None), nn.Linear)]
 
 
+def attention_heads(model: nn.Module) -> list[tuple[int, int, int]]:
+    """``(query heads, key/value heads, head_dim)`` of every Llama-style attention layer of ``model``, in order."""
+    out = []
+    for m in model.modules():
+        q, k, hd = getattr(m, "q_proj", None), getattr(m, "k_proj", None), getattr(m, "head_dim", None)
+        if isinstance(q, nn.Linear) and isinstance(k, nn.Linear) and isinstance(hd, int):
+            out.append((q.out_features // hd, k.out_features // hd, hd))
+    return out
+
+
 @torch.no_grad()
 def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Write the shared decoder of ``model`` (a MultiTaskModule on ``model=hf_causal_lm``) as a
     ``save_pretrained`` folder that ``AutoModelForCausalLM.from_pretrained`` loads.
 
     A shared LoRA is merged into the (masked) base weights first; masks become permanent and
-    pruned FFN units of gated FFNs (Llama, Mistral, Qwen2) are removed; the folder's config gets
-    the new ``intermediate_size``. Transformers' config holds one width for every layer, so
-    pruning that left layers of different widths is refused with one line (``scripts/export.py``
+    pruned FFN units of gated FFNs (Llama, Mistral, Qwen2) and pruned key/value head groups are
+    removed; the folder's config gets the new ``intermediate_size`` / ``num_attention_heads`` /
+    ``num_key_value_heads`` (and an explicit ``head_dim``). Transformers' config holds one size for
+    every layer, so pruning that left layers of different sizes is refused with one line (``scripts/export.py``
     keeps peftlab's format, which holds any shapes). What the folder holds is the decoder with
     its LM head: classification / regression heads are not part of it. task_lora (one adapter
     per task) is refused (export each task's adapter instead); so are ``separate`` decoders. ``model`` is
@@ -180,8 +191,17 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     widths = sorted(set(ffn_widths(decoder.model)))
     if len(widths) > 1:
         raise ConfigError("out", f"pruning left FFN layers of different widths {widths}; a transformers config holds one intermediate_size: export with scripts/export.py (peftlab's format) instead")
+    heads = sorted(set(attention_heads(decoder.model)))
+    if len(heads) > 1:
+        counts = [f"{q}/{kv}" for q, kv, _ in heads]
+        raise ConfigError(
+            "out", f"pruning left attention layers with different query/key-value head counts {counts}; a transformers config holds one: export with scripts/export.py (peftlab's format) instead"
+        )
+    config = decoder.model.config
     if widths:
-        decoder.model.config.intermediate_size = widths[0]
+        config.intermediate_size = widths[0]
+    if heads:
+        config.head_dim, config.num_attention_heads, config.num_key_value_heads = heads[0][2], heads[0][0], heads[0][1]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:  # written beside `out` and moved into place: a failure leaves nothing half-written
@@ -192,7 +212,8 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return {"out": str(out), "merged_lora": merged, "removed": removed, "intermediate_size": widths[0] if widths else None, "params": sum(p.numel() for p in decoder.model.parameters())}
+    sizes = {"intermediate_size": widths[0] if widths else None, "heads": heads[0][:2] if heads else None}
+    return {"out": str(out), "merged_lora": merged, "removed": removed, **sizes, "params": sum(p.numel() for p in decoder.model.parameters())}
 
 
 @torch.no_grad()

@@ -81,17 +81,18 @@ def _alive_units(group: UnitGroup) -> torch.Tensor:
 
 
 def _shrink(group: UnitGroup, keep: torch.Tensor) -> None:
-    rows = keep.repeat_interleave(group.unit_size).nonzero().squeeze(1)
-    for _, lin in group.producers:
+    for _, lin in group.producers:  # (rows per unit may differ by layer: grouped-query attention's q vs k/v)
+        rows = group.row_keep(keep, lin.out_features).nonzero().squeeze(1)
         lin.weight = nn.Parameter(lin.weight[rows].clone())
         if lin.bias is not None:
             lin.bias = nn.Parameter(lin.bias[rows].clone())
         lin.out_features = len(rows)
     for _, lin in group.consumers:
-        lin.weight = nn.Parameter(lin.weight[:, rows].clone())
-        lin.in_features = len(rows)
+        cols = group.row_keep(keep, lin.in_features).nonzero().squeeze(1)
+        lin.weight = nn.Parameter(lin.weight[:, cols].clone())
+        lin.in_features = len(cols)
     owner = group.owner
-    if group.kind == "heads" and owner is not None:
+    if group.kind == "heads" and owner is not None and hasattr(owner, "attention_head_size"):  # BERT's records its head count
         owner.num_attention_heads = int(keep.sum())
         owner.all_head_size = owner.num_attention_heads * owner.attention_head_size
     if group.kind == "neurons" and isinstance(getattr(owner, "intermediate_size", None), int):  # a gated FFN (Llama's MLP) records its width

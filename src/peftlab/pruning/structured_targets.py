@@ -77,12 +77,12 @@ def structured_masks(groups: list[UnitGroup], targets: list[Target], criterion: 
         new[key] = base * factor
 
     for g, keep in zip(groups, keeps):
-        rows = g.row_keep(keep)
         for _, lin in g.producers:
+            rows = g.row_keep(keep, lin.out_features)
             mul(lin, "weight", rows[:, None])
             if lin.bias is not None:
                 mul(lin, "bias", rows)
         for _, lin in g.consumers:
             if id(lin) in selected:
-                mul(lin, "weight", rows[None, :])
+                mul(lin, "weight", g.row_keep(keep, lin.in_features)[None, :])
     return {k: v for k, v in new.items() if get_mask(*k) is not None}

@@ -1,4 +1,5 @@
-"""Units structured pruning removes: neurons (rows of a linear layer; a gated FFN's gate + up rows) and attention heads.
+"""Units structured pruning removes: neurons (rows of a linear layer; a gated FFN's gate + up rows) and attention heads
+(BERT's; a Llama-style layer's key/value heads, each with the query heads that read it).
 
 A :class:`UnitGroup` is a set of output units produced by some linear layers (rows; their
 biases) and read by others (input columns). Zeroing a unit's rows and bias makes its output 0
@@ -47,9 +48,11 @@ class UnitGroup:
             sq += cols.pow(2).sum(1).cpu()
         return sq.sqrt()
 
-    def row_keep(self, unit_keep: torch.Tensor) -> torch.Tensor:
-        """Unit keep-vector (``[n_units]`` of 0/1) expanded to producer rows."""
-        return unit_keep.repeat_interleave(self.unit_size)
+    def row_keep(self, unit_keep: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Unit keep-vector (``[n_units]`` of 0/1) expanded to the rows (or columns) of a layer of
+        ``width`` rows (columns): ``width / n_units`` per unit (None: ``unit_size``). Under grouped-query
+        attention a unit is one key/value head: its query rows are ``heads per group`` times its key rows."""
+        return unit_keep.repeat_interleave(self.unit_size if width is None else width // self.n_units)
 
 
 def find_groups(model: nn.Module, kind: str, adapters: Iterable = ()) -> list[UnitGroup]:
@@ -88,7 +91,25 @@ def _head_groups(model: nn.Module, wrapped: Mapping) -> list[UnitGroup]:
             continue
         heads, size = attn.num_attention_heads, attn.attention_head_size
         groups.append(UnitGroup(f"{name}.self", "heads", heads, size, producers, [consumer], owner=attn))
-    return groups
+    return groups + [g for name, mod in model.named_modules() if (g := _kv_group_heads(mod, name, wrapped)) is not None]
+
+
+def _kv_group_heads(attn: nn.Module, name: str, wrapped: Mapping) -> UnitGroup | None:
+    """Llama-style attention (q/k/v/o projections, ``head_dim``; grouped-query when there are fewer
+    key/value heads than query heads): one unit per key/value head, i.e. that head's k and v rows,
+    the query heads that share it (contiguous rows of q: query head ``h`` reads key/value head
+    ``h // heads_per_group``) and their columns of o. A zero unit's queries and keys give uniform
+    attention over zero values: its heads add exactly 0 through o, as if removed. Heads are removed
+    whole groups at a time, so every remaining query head keeps its own key/value head."""
+    layers = [base_linear(getattr(attn, a, None), f"{name}.{a}", wrapped) for a in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    head_dim = getattr(attn, "head_dim", None)
+    if any(x is None for x in layers) or not isinstance(head_dim, int) or layers[1][1].out_features % head_dim:
+        return None
+    q, k, v, o = layers
+    kv_heads = k[1].out_features // head_dim
+    if kv_heads < 1 or q[1].out_features % kv_heads or v[1].out_features != k[1].out_features:
+        return None
+    return UnitGroup(f"{name}", "heads", kv_heads, head_dim, [q, k, v], [o], owner=attn)
 
 
 def _neuron_groups(model: nn.Module, wrapped: Mapping) -> list[UnitGroup]:
