@@ -112,7 +112,8 @@ def _adapter_config(r: int, lora_alpha: float, lora_dropout: float, target_modul
 class TaskLoraBody(PolicyBody):
     """A frozen backbone with one LoRA adapter per task (and optionally a shared one), routed per row.
 
-    ``forward(*args, task_mask=None, task_ids=None, **inputs)`` returns ``{task: [B, D]}``:
+    ``forward(*args, task_mask=None, task_ids=None, **inputs)`` returns ``{task: [B, D]}`` (a
+    decoder's token logits ``[B, L, V]``, or its ``{"logits", "pooled"}``, the same way):
     row ``b`` of ``features[t]`` is that row through task ``t``'s adapter whenever the row is
     routed to ``t`` — by ``task_ids`` (``[B]``, one task per row), by ``task_mask`` (``[B, T]``
     bool, the batch contract's: every labelled (row, task) pair; one task per row is the mixed
