@@ -181,7 +181,7 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     if not decoders:
         raise ConfigError("ckpt_path", "no decoder with an LM head to export (model=hf_causal_lm); use scripts/export.py")
     if len({id(d) for d in decoders.values()}) > 1:
-        raise ConfigError("ckpt_path", "strategy=separate has one decoder per task; a folder holds one: export the tasks' decoders one by one is not built, use scripts/export.py")
+        raise ConfigError("ckpt_path", "strategy=separate has one decoder per task and a save_pretrained folder holds one; use scripts/export.py without format=hf (peftlab's format)")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError("out", f"{out} exists and is not empty; pass overwrite=true or choose another directory")
