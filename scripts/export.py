@@ -18,7 +18,8 @@ Load the result with ``peftlab.export.load_exported(path)``.
 format=hf (model=hf_causal_lm with one shared decoder): the decoder with its LM head, a shared LoRA
 merged and pruned FFN units removed, as a save_pretrained folder that
 ``AutoModelForCausalLM.from_pretrained(out)`` loads (config intermediate_size / num_attention_heads /
-num_key_value_heads adjusted); checked
+num_key_value_heads adjusted; GPT-2: n_inner, and head pruning refused since its config ties the head size to
+n_embd / n_head); checked
 against the masked model's logits. Pruning that left layers of different widths is refused
 (the default format holds any shapes); task heads are not in the folder.
 """

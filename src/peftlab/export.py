@@ -29,6 +29,7 @@ from peftlab.models.causal_lm_body import decoders_of
 from peftlab.pruning.adapter_gates import gate_pruned_rows
 from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.pruning.masks import reapply_masks
+from peftlab.pruning.unit_layout import is_conv1d, out_features
 
 
 def load_masked_model(ckpt_path: str, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
@@ -152,6 +153,16 @@ def ffn_widths(model: nn.Module) -> list[int]:
     return [int(m.down_proj.in_features) for m in model.modules() if isinstance(getattr(m, "gate_proj", None), nn.Linear) and isinstance(getattr(m, "down_proj", None), nn.Linear)]
 
 
+def gpt2_ffn_widths(model: nn.Module) -> list[int]:
+    """The FFN width (units) of every GPT-2 MLP of ``model`` (Conv1D ``c_fc`` / ``c_proj``), in order."""
+    return [out_features(m.c_fc) for m in model.modules() if is_conv1d(getattr(m, "c_fc", None)) and is_conv1d(getattr(m, "c_proj", None))]
+
+
+def gpt2_heads(model: nn.Module) -> list[int]:
+    """The head count of every GPT-2 attention layer of ``model`` (fused Conv1D ``c_attn``), in order."""
+    return [out_features(m.c_attn) // 3 // m.head_dim for m in model.modules() if is_conv1d(getattr(m, "c_attn", None)) and isinstance(getattr(m, "head_dim", None), int)]
+
+
 def attention_heads(model: nn.Module) -> list[tuple[int, int, int]]:
     """``(query heads, key/value heads, head_dim)`` of every Llama-style attention layer of ``model``, in order."""
     out = []
@@ -170,7 +181,9 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     A shared LoRA is merged into the (masked) base weights first; masks become permanent and
     pruned FFN units of gated FFNs (Llama, Mistral, Qwen2) and pruned key/value head groups are
     removed; the folder's config gets the new ``intermediate_size`` / ``num_attention_heads`` /
-    ``num_key_value_heads`` (and an explicit ``head_dim``). Transformers' config holds one size for
+    ``num_key_value_heads`` (and an explicit ``head_dim``); GPT-2's pruned FFN units (Conv1D c_fc / c_proj)
+    give ``n_inner``. GPT-2 with removed heads is refused (its config derives the head size from
+    ``n_embd / n_head``). Transformers' config holds one size for
     every layer, so pruning that left layers of different sizes is refused with one line (``scripts/export.py``
     keeps peftlab's format, which holds any shapes). What the folder holds is the decoder with
     its LM head: classification / regression heads are not part of it. task_lora (one adapter
@@ -188,7 +201,14 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     decoder = next(iter(decoders.values()))
     merged = merge_adapters(model)  # task_lora: refused here (one adapter per task cannot merge)
     removed = compact(model)
-    widths = sorted(set(ffn_widths(decoder.model)))
+    config = decoder.model.config
+    gpt2_widths = sorted(set(gpt2_ffn_widths(decoder.model)))
+    if any(h != config.n_head for h in gpt2_heads(decoder.model)):  # GPT2Attention: head_dim = n_embd // n_head, split_size = n_embd
+        raise ConfigError(
+            "format",
+            "GPT-2's config has no head size apart from n_embd / n_head, so a GPT-2 with removed heads can't be a save_pretrained folder: use scripts/export.py without format=hf (peftlab's format)",
+        )
+    widths = sorted(set(ffn_widths(decoder.model))) or gpt2_widths
     if len(widths) > 1:
         raise ConfigError("out", f"pruning left FFN layers of different widths {widths}; a transformers config holds one intermediate_size: export with scripts/export.py (peftlab's format) instead")
     heads = sorted(set(attention_heads(decoder.model)))
@@ -197,8 +217,9 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
         raise ConfigError(
             "out", f"pruning left attention layers with different query/key-value head counts {counts}; a transformers config holds one: export with scripts/export.py (peftlab's format) instead"
         )
-    config = decoder.model.config
-    if widths:
+    if widths and gpt2_widths:
+        config.n_inner = widths[0]  # GPT2Config's FFN width (null: 4 x n_embd)
+    elif widths:
         config.intermediate_size = widths[0]
     if heads:
         config.head_dim, config.num_attention_heads, config.num_key_value_heads = heads[0][2], heads[0][0], heads[0][1]

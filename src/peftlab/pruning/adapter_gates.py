@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from peftlab.pruning.masks import get_mask
+from peftlab.pruning.unit_layout import as_rows
 
 
 def pruned_rows(linear: nn.Module) -> torch.Tensor | None:
@@ -25,7 +26,8 @@ def pruned_rows(linear: nn.Module) -> torch.Tensor | None:
     mask = get_mask(linear, "weight")
     if mask is None:
         return None
-    dead = mask.reshape(mask.shape[0], -1).eq(0).all(1)
+    rows = as_rows(mask, linear)  # GPT-2's Conv1D keeps an output unit in a column
+    dead = rows.reshape(rows.shape[0], -1).eq(0).all(1)
     bias = getattr(linear, "bias", None)
     if bias is not None:
         bias_mask = get_mask(linear, "bias")

@@ -17,6 +17,7 @@ from torch import nn
 from peftlab.errors import ConfigError
 from peftlab.pruning.masks import remove_masks
 from peftlab.pruning.unit_groups import UnitGroup, find_groups
+from peftlab.pruning.unit_layout import is_conv1d, keep_inputs, keep_outputs
 
 FORMAT = "peftlab-export-v1"
 
@@ -74,27 +75,23 @@ def remove_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> int:
 def _alive_units(group: UnitGroup) -> torch.Tensor:
     alive = torch.zeros(group.n_units, dtype=torch.bool)
     for _, lin in group.producers:
-        alive |= lin.weight.reshape(group.n_units, -1).ne(0).any(1).cpu()
+        alive |= group.unit_view(lin, lin.weight).ne(0).any(1).cpu()
         if lin.bias is not None:
-            alive |= lin.bias.reshape(group.n_units, -1).ne(0).any(1).cpu()
+            alive |= group.unit_view(lin, lin.bias).ne(0).any(1).cpu()
     return alive
 
 
 def _shrink(group: UnitGroup, keep: torch.Tensor) -> None:
     for _, lin in group.producers:  # (rows per unit may differ by layer: grouped-query attention's q vs k/v)
-        rows = group.row_keep(keep, lin.out_features).nonzero().squeeze(1)
-        lin.weight = nn.Parameter(lin.weight[rows].clone())
-        if lin.bias is not None:
-            lin.bias = nn.Parameter(lin.bias[rows].clone())
-        lin.out_features = len(rows)
+        keep_outputs(lin, group.output_keep(keep, lin).nonzero().squeeze(1))
     for _, lin in group.consumers:
-        cols = group.row_keep(keep, lin.in_features).nonzero().squeeze(1)
-        lin.weight = nn.Parameter(lin.weight[:, cols].clone())
-        lin.in_features = len(cols)
+        keep_inputs(lin, group.input_keep(keep, lin).nonzero().squeeze(1))
     owner = group.owner
     if group.kind == "heads" and owner is not None and hasattr(owner, "attention_head_size"):  # BERT's records its head count
         owner.num_attention_heads = int(keep.sum())
         owner.all_head_size = owner.num_attention_heads * owner.attention_head_size
+    if group.kind == "heads" and group.sections == 3 and owner is not None:  # GPT-2's attention splits c_attn's output at split_size
+        owner.num_heads, owner.split_size = int(keep.sum()), int(keep.sum()) * group.unit_size
     if group.kind == "neurons" and isinstance(getattr(owner, "intermediate_size", None), int):  # a gated FFN (Llama's MLP) records its width
         owner.intermediate_size = int(keep.sum())
 
@@ -142,10 +139,18 @@ def shrink_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             module.out_features, module.in_features = w.shape
             if module.bias is not None:
                 module.bias = nn.Parameter(torch.empty(w.shape[0], dtype=module.bias.dtype))
+        elif is_conv1d(module) and w is not None and tuple(w.shape) != tuple(module.weight.shape):  # GPT-2: weight [in, out]
+            module.weight = nn.Parameter(torch.empty(w.shape, dtype=module.weight.dtype))
+            module.nf = w.shape[1]
+            if module.bias is not None:
+                module.bias = nn.Parameter(torch.empty(w.shape[1], dtype=module.bias.dtype))
     for module in model.modules():  # attention modules: head count follows the query rows
         if hasattr(module, "num_attention_heads") and isinstance(getattr(module, "query", None), nn.Linear):
             module.num_attention_heads = module.query.out_features // module.attention_head_size
             module.all_head_size = module.query.out_features
+        if is_conv1d(getattr(module, "c_attn", None)) and isinstance(getattr(module, "split_size", None), int):  # GPT-2 attention
+            module.split_size = module.c_attn.nf // 3
+            module.num_heads = module.split_size // module.head_dim
     _sync_out_dims(model)
 
 

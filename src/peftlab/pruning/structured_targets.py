@@ -16,6 +16,7 @@ from peftlab.errors import ConfigError
 from peftlab.pruning.masks import get_mask
 from peftlab.pruning.selection import Target
 from peftlab.pruning.unit_groups import UnitGroup, find_groups
+from peftlab.pruning.unit_layout import is_projection
 
 
 def select_groups(model: nn.Module, unit: str, targets: list[Target], narrow: bool, key: str, adapters: Iterable = ()) -> tuple[list[UnitGroup], list[Target], set[str] | None]:
@@ -28,16 +29,16 @@ def select_groups(model: nn.Module, unit: str, targets: list[Target], narrow: bo
     selected = {t.name: t for t in targets}
     groups = [g for g in find_groups(model, unit, adapters) if all(f"{n}.weight" in selected for n, _ in g.producers)]
     covered = {f"{n}.weight" for g in groups for n, _ in g.producers + g.consumers}
-    bad = [f"{t.name} ({type(t.module).__name__})" for t in targets if t.name not in covered or not isinstance(t.module, nn.Linear)]
+    bad = [f"{t.name} ({type(t.module).__name__})" for t in targets if t.name not in covered or not is_projection(t.module)]
     kept: set[str] | None = None
     if groups and bad and narrow:
-        targets = [t for t in targets if t.name in covered and isinstance(t.module, nn.Linear)]
+        targets = [t for t in targets if t.name in covered and is_projection(t.module)]
         kept, bad = {t.name for t in targets}, []
     if not groups or bad:
         what = (
-            "BERT-style self-attention (query/key/value + output.dense)"
+            "BERT-style self-attention (query/key/value + output.dense), Llama-style q/k/v/o_proj and GPT-2's c_attn + c_proj"
             if unit == "heads"
-            else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, or BERT FFNs"
+            else "nn.Linear layers followed by another nn.Linear (or task heads) through relu/gelu/tanh/dropout, BERT, Llama-style and GPT-2 FFNs"
         )
         raise ConfigError(
             f"{key}.criterion",
@@ -56,7 +57,7 @@ def group_mask_pairs(groups: list[UnitGroup]) -> list[tuple[nn.Module, str]]:
 
 def unit_masks(groups: list[UnitGroup]) -> list[torch.Tensor]:
     """Each group's ``[n_units]`` keep-vector as its masks stand (1: unit kept)."""
-    return [get_mask(g.producers[0][1], "weight").reshape(g.n_units, -1).amax(1) for g in groups]
+    return [g.unit_view(g.producers[0][1], get_mask(g.producers[0][1], "weight")).amax(1) for g in groups]
 
 
 def unit_sparsity(groups: list[UnitGroup]) -> float:
@@ -78,11 +79,10 @@ def structured_masks(groups: list[UnitGroup], targets: list[Target], criterion: 
 
     for g, keep in zip(groups, keeps):
         for _, lin in g.producers:
-            rows = g.row_keep(keep, lin.out_features)
-            mul(lin, "weight", rows[:, None])
+            mul(lin, "weight", g.producer_mask(keep, lin))
             if lin.bias is not None:
-                mul(lin, "bias", rows)
+                mul(lin, "bias", g.output_keep(keep, lin))
         for _, lin in g.consumers:
             if id(lin) in selected:
-                mul(lin, "weight", g.row_keep(keep, lin.in_features)[None, :])
+                mul(lin, "weight", g.consumer_mask(keep, lin))
     return {k: v for k, v in new.items() if get_mask(*k) is not None}
