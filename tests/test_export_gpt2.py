@@ -197,3 +197,16 @@ def test_heads_pruned_under_a_shared_lora_on_c_attn_merge_and_compact_to_the_sam
     assert compact(m)["heads"] == 2
     assert gpt2_heads(m.body.backbone.model) == [1, 1]
     torch.testing.assert_close(m.body.backbone(**batch["inputs"]), masked, atol=1e-5, rtol=1e-5)
+
+
+def test_uneven_gpt2_ffn_widths_are_refused_in_one_line(gpt2_dir, tmp_path):
+    m = module(gpt2_dir)
+    prune(m, "neurons", 0.5)
+    fc = m.body.backbone.model.transformer.h[0].mlp.c_fc
+    alive = get_mask(fc, "bias").nonzero()[0, 0]
+    for attr in ("weight", "bias"):  # one more unit of layer 0 goes: widths 63 and 64
+        mask = get_mask(fc, attr)
+        mask[..., alive] = 0.0
+    with pytest.raises(ConfigError, match=r"^out: pruning left FFN layers of different widths \[63, 64\]; .*\(GPT-2: n_inner\).*scripts/export.py"):
+        export_decoder_folder(m, tmp_path / "uneven")
+    assert not (tmp_path / "uneven").exists()

@@ -210,7 +210,9 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
         )
     widths = sorted(set(ffn_widths(decoder.model))) or gpt2_widths
     if len(widths) > 1:
-        raise ConfigError("out", f"pruning left FFN layers of different widths {widths}; a transformers config holds one intermediate_size: export with scripts/export.py (peftlab's format) instead")
+        raise ConfigError(
+            "out", f"pruning left FFN layers of different widths {widths}; a transformers config holds one intermediate_size (GPT-2: n_inner): export with scripts/export.py (peftlab's format) instead"
+        )
     heads = sorted(set(attention_heads(decoder.model)))
     if len(heads) > 1:
         counts = [f"{q}/{kv}" for q, kv, _ in heads]
