@@ -21,10 +21,10 @@ from peftlab.weighting.nash_mtl_solver import NashProblem
 
 
 class NashMTLWeighting(GradientWeighting):
-    """The update Σ α_i g_i with α the Nash bargaining solution: α_i (Gα)_i = 1 for the normalised
-    Gram matrix G = A / ‖A‖_F (A = G Gᵀ of the task gradients), found by torchjd's sequence of
-    convex problems (:class:`~peftlab.weighting.nash_mtl_solver.NashProblem`), each started at the
-    previous step's α; then, when ‖Σ α_i g_i‖ > ``max_norm`` > 0, α is scaled down to that norm.
+    """The update Σ α_i g_i with α the Nash bargaining solution α_i (Aα)_i = 1 (A = G Gᵀ, the Gram
+    matrix of the task gradients), found by torchjd's sequence of convex problems on A / ‖A‖_F
+    (:class:`~peftlab.weighting.nash_mtl_solver.NashProblem`), each started at the previous
+    step's α; then, when ‖Σ α_i g_i‖ > ``max_norm`` > 0, α is scaled down to that norm.
 
     α is recomputed on every ``update_weights_every``-th combination and reused in between
     (torchjd's call counter; a combination is one micro-batch). α is on torchjd's scale (not
