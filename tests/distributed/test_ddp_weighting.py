@@ -48,6 +48,11 @@ METHODS = [
     "krum",
     "trimmed_mean",
     "moco",
+    "nash_mtl",
+    "excess_mtl",
+    "cr_mogm",
+    "modo",
+    "sdmgrad",
 ]
 # FAMO's learned logits amplify float rounding (a 1e-7 perturbation of the initial weights grows
 # to 3e-4 after 6 steps at lr 0.2, 1.5e-6 at lr 0.05, measured single-process), so its check
