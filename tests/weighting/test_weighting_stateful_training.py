@@ -51,3 +51,12 @@ def test_every_method_from_the_command_line_under_ddp_sim(tmp_path):
     for target, metrics in runs.items():
         assert metrics["status"] == "completed", (target, metrics.get("error"))
         assert metrics["config"]["trainer"]["devices"] == 2 and all(math.isfinite(a) for a in metrics["alpha"].values())
+
+
+@pytest.mark.parametrize("method,mode", [("excess_mtl", "params"), ("moco", "params"), ("nash_mtl", "representation"), ("pcgrad", "representation")])
+def test_model_weighting_mode_applies_only_to_methods_that_allow_it(make_cfg, method, mode):
+    """model=hf sets model.weighting_mode=representation; the parameter-only methods keep params (were refused)."""
+    from peftlab.builders import build_model
+
+    model = build_model(make_cfg(f"strategy/weighting={method}", "++model.weighting_mode=representation"))
+    assert model.weighting.mode == mode
