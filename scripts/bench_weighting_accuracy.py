@@ -56,6 +56,8 @@ def table(results: dict, methods: list[str], seeds: list[int]) -> str:
     key = lambda m, s: f"{m}/{s}"  # noqa: E731
     done = lambda m: [s for s in seeds if results.get(key(m, s), {}).get("status") == "completed"]  # noqa: E731
     lines = [
+        "## Weighting methods: test accuracy on the digits example over seeds (`scripts/bench_weighting_accuracy.py`)",
+        "",
         f"Digits example, default settings (30 epochs, AdamW), seeds {', '.join(map(str, seeds))}, one `python train.py strategy/weighting=<method> seed=<s>` each, "
         "CPU with `OMP_NUM_THREADS=1` (`OMP_NUM_THREADS=1 python scripts/bench_weighting_accuracy.py --write`). Score: mean of the three tasks' test accuracy; "
         "Δ: the score minus equal weighting's on the same seed, mean over seeds, in points.",
