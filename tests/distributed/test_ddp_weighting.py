@@ -60,7 +60,13 @@ METHODS = [
 # SDMGrad's inner solve (20 projected steps at lr 10 on the norm-scaled Gram matrix) jumps between
 # faces of the simplex, so float rounding of the Gram matrix (summation order differs between 1 and
 # 2 ranks) moved the parameters by 5e-4 after 6 steps at its default lr; its check runs at lr 1.
-EXTRA = {"sdmgrad": ["strategy.weighting.lr=1.0"], "fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"], "gradnorm": ["strategy.weighting.w_lr=0.2"], "famo": ["model.optimizer.lr=0.05"], "stch": ["strategy.weighting.warmup_epochs=1"]}
+EXTRA = {
+    "sdmgrad": ["strategy.weighting.lr=1.0"],
+    "fixed": ["strategy.weighting.alpha=[0.5,1.0,2.0]"],
+    "gradnorm": ["strategy.weighting.w_lr=0.2"],
+    "famo": ["model.optimizer.lr=0.05"],
+    "stch": ["strategy.weighting.warmup_epochs=1"],
+}
 GLOBAL_BATCH = 64
 # SGD (no adaptive normalisation, so float rounding is not amplified), no dropout; 3 epochs of
 # 2 steps so that DWA's ratio and FAMO's/GradNorm's learned weights are active.
