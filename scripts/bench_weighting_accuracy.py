@@ -80,7 +80,7 @@ def table(results: dict, methods: list[str], seeds: list[int]) -> str:
             continue
         rows = [results[key(m, s)] for s in ok]
         paired = [results[key(m, s)]["score"] - results[key("equal", s)]["score"] for s in ok if results.get(key("equal", s), {}).get("status") == "completed"]
-        delta = f"{100 * statistics.fmean(paired):+.2f}" if paired else "n/a"
+        delta = f"{round(100 * statistics.fmean(paired), 2) + 0.0:+.2f}" if paired else "n/a"  # + 0.0: no "-0.00"
         if paired:
             deltas[m] = 100 * statistics.fmean(paired)
         secs = statistics.fmean(r["seconds"] for r in rows)
