@@ -30,6 +30,7 @@ METHODS = sorted(p.stem for p in (ROOT / "configs" / "strategy" / "weighting").g
 #: Why a method ends more than 1 point below equal weighting (written after reading its runs; printed under the table).
 REASONS = {
     "krum": "Krum (n_selected 1) steps along the one task gradient closest to the others and drops the rest, so two of the three tasks train only on the steps where theirs is picked.",
+    "excess_mtl": "With the official defaults (n_warmup_steps 0, η 1) the first step's excess risk enters unscaled (Σ_j g_j²/|g_j| = ‖g‖₁ over every shared parameter), which saturates the softmax: α is (3, 0, 0) from step 1 and later the whole weight jumps from task to task, so each step trains about one task.",
     "pcd": "PCD follows the primary task (digit) and guarantees the other two only τ = 2 % of their own progress, so parity and high train far less; its digit accuracy is on par.",
 }
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=csv"]
