@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,13 +45,15 @@ def build_model(cfg: DictConfig) -> L.LightningModule:
 
     Built from the config alone, never from a loaded datamodule. ``model.weighting_mode``, when
     set (``model=hf`` sets ``representation``), replaces ``strategy.weighting.mode`` of the
-    methods that have one (gradient-based methods and GradNorm work on the pooled features).
+    methods that have one and allow it (gradient-based methods and GradNorm work on the pooled
+    features; methods defined on parameters only, MoCo, DB-MTL, ExcessMTL, keep ``params``).
     """
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     settings = {key: model_cfg.pop(key) for key in MODEL_SETTINGS if key in model_cfg}
     strategy = cfg.strategy
     mode = settings.get("weighting_mode")
-    weighting = instantiate(strategy.weighting, **({"mode": mode} if mode and "mode" in strategy.weighting else {}))
+    allowed = mode and "mode" in strategy.weighting and mode in get_class(strategy.weighting._target_).MODES
+    weighting = instantiate(strategy.weighting, **({"mode": mode} if allowed else {}))
     return instantiate(
         OmegaConf.create(model_cfg),
         sharing=instantiate(strategy.sharing),

@@ -40,6 +40,11 @@ CASES = {
     "rlw": (["strategy/weighting=rlw"], 6),
     "db_mtl": (["strategy/weighting=db_mtl"], 6),
     "moco": (["strategy/weighting=moco"], 6),
+    "nash_mtl": (["strategy/weighting=nash_mtl", "strategy.weighting.update_weights_every=4"], 6),  # killed between two recomputations: cached α in use
+    "excess_mtl": (["strategy/weighting=excess_mtl", "strategy.weighting.n_warmup_steps=4"], 6),
+    "cr_mogm": (["strategy/weighting=cr_mogm"], 6),
+    "modo": (["strategy/weighting=modo"], 6),
+    "sdmgrad": (["strategy/weighting=sdmgrad"], 6),
     "stch": (["strategy/weighting=stch", "strategy.weighting.warmup_epochs=1"], 6),  # epoch 1: the nadir's partial sums in the checkpoint
     "magnitude": ([*PRUNE, "strategy/pruning=magnitude"], 6),
     "movement": ([*PRUNE, "strategy/pruning=movement"], 6),

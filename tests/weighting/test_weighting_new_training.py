@@ -10,7 +10,26 @@ import torch
 from conftest import metrics_files, read_json, run_cli
 from peftlab.train import train
 
-NEW = ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "gls", "db_mtl", "pcd", "krum", "trimmed_mean", "moco"]
+NEW = [
+    "upgrad",
+    "dualproj",
+    "aligned_mtl",
+    "config_grad",
+    "fairgrad",
+    "gradvac",
+    "graddrop",
+    "gls",
+    "db_mtl",
+    "pcd",
+    "krum",
+    "trimmed_mean",
+    "moco",
+    "nash_mtl",
+    "excess_mtl",
+    "cr_mogm",
+    "modo",
+    "sdmgrad",
+]
 
 
 @pytest.mark.slow
@@ -23,7 +42,7 @@ def test_new_method_trains_and_reports_alpha(make_cfg, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "pcd", "krum", "trimmed_mean"])
+@pytest.mark.parametrize("method", ["upgrad", "dualproj", "aligned_mtl", "config_grad", "fairgrad", "gradvac", "graddrop", "pcd", "krum", "trimmed_mean", "nash_mtl", "cr_mogm", "modo", "sdmgrad"])
 def test_new_gradient_method_in_representation_mode(make_cfg, method):
     metrics = train(make_cfg(f"strategy/weighting={method}", "strategy.weighting.mode=representation", "trainer.max_epochs=2"))
     assert metrics["status"] == "completed" and metrics["score"] > 0.6

@@ -122,6 +122,11 @@ def config_error(fn):
         (["strategy/weighting=pcd", "strategy.weighting.primary=nope"], "strategy.weighting.primary", "digit, parity, high"),
         (["strategy/weighting=krum", "strategy.weighting.n_byzantine=1"], "strategy.weighting.n_byzantine", "n_byzantine + 3"),
         (["strategy/weighting=trimmed_mean", "strategy.weighting.trim_number=2"], "strategy.weighting.trim_number", "2 * trim_number + 1"),
+        (["strategy/weighting=nash_mtl", "strategy.weighting.update_weights_every=0"], "strategy.weighting.update_weights_every", ">= 1"),
+        (["strategy/weighting=excess_mtl", "strategy.weighting.mode=representation"], "strategy.weighting.mode", "params"),
+        (["strategy/weighting=cr_mogm", "strategy.weighting.inner=pcgrad"], "strategy.weighting.inner", "mgda, upgrad"),
+        (["strategy/weighting=modo", "strategy.weighting.gamma=0"], "strategy.weighting.gamma", "> 0"),
+        (["strategy/weighting=sdmgrad", "strategy.weighting.momentum=1.0"], "strategy.weighting.momentum", "[0, 1)"),
     ],
 )
 def test_bad_input_names_the_key(make_cfg, overrides, key, says):
