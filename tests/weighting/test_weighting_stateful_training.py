@@ -13,6 +13,9 @@ from conftest import ROOT, metrics_files, read_json, run_cli
 from peftlab.train import train
 
 ALL_METHODS = sorted(p.stem for p in (ROOT / "configs" / "strategy" / "weighting").glob("*.yaml"))
+#: the stateful methods this file covers; every other method runs under real DDP in tests/distributed/test_ddp_weighting.py
+#: (a command-line multirun of all 30 takes ~18 min on 2 cores, too long for CI)
+CLI_METHODS = ["cr_mogm", "excess_mtl", "modo", "nash_mtl", "sdmgrad"]
 QUICK = ["debug=limit_batches", "callbacks=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
@@ -42,12 +45,13 @@ def test_stateful_method_under_bf16_per_task_clipping_and_accumulation(make_cfg,
 
 
 @pytest.mark.slow
-def test_every_method_from_the_command_line_under_ddp_sim(tmp_path):
-    """One multirun over every weighting config, 2 CPU processes a job, a few batches each."""
-    result = run_cli("train.py", "-m", "trainer=ddp_sim", *QUICK, f"strategy/weighting={','.join(ALL_METHODS)}", log_dir=tmp_path, timeout=3600)
+def test_stateful_methods_from_the_command_line_under_ddp_sim(tmp_path):
+    """One multirun over the stateful methods' configs, 2 CPU processes a job, a few batches each."""
+    assert set(CLI_METHODS) <= set(ALL_METHODS)
+    result = run_cli("train.py", "-m", "trainer=ddp_sim", *QUICK, f"strategy/weighting={','.join(CLI_METHODS)}", log_dir=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = {read_json(p)["config"]["strategy"]["weighting"]["_target_"]: read_json(p) for p in metrics_files(tmp_path)}
-    assert len(runs) == len(ALL_METHODS)
+    assert len(runs) == len(CLI_METHODS)
     for target, metrics in runs.items():
         assert metrics["status"] == "completed", (target, metrics.get("error"))
         assert metrics["config"]["trainer"]["devices"] == 2 and all(math.isfinite(a) for a in metrics["alpha"].values())
