@@ -7,11 +7,12 @@ from peftlab.data.local_files import LocalFileSource
 from peftlab.data.synthetic_generation import SyntheticGeneration
 from peftlab.data.table import LabelledTable
 from peftlab.data.text_files import TextFileSource
-from peftlab.data.text_inputs import PromptResponses, TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import Conversations, PromptResponses, TextColumn, TokenizedTexts
 from peftlab.data.tweets import TweetsSource
 from peftlab.tasks import TaskSpec, parse_task_specs
 
 __all__ = [
+    "Conversations",
     "MultiTaskDataModule",
     "DigitsSource",
     "GlueSource",

@@ -17,7 +17,19 @@ from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec
 
 #: the keys of a plain ``data.sources.<task>`` mapping, with their defaults
-FILE_KEYS: dict[str, Any] = {"path": None, "validation": None, "test": None, "text": "text", "text_pair": None, "label": "label", "classes": None, "prompt": None, "response": None}
+FILE_KEYS: dict[str, Any] = {
+    "path": None,
+    "validation": None,
+    "test": None,
+    "text": "text",
+    "text_pair": None,
+    "label": "label",
+    "classes": None,
+    "prompt": None,
+    "response": None,
+    "messages": None,
+    "chat_template": "auto",
+}
 #: the columns a causal-LM task reads when its mapping names none
 LM_COLUMNS = {"prompt": "prompt", "response": "response"}
 
@@ -62,7 +74,7 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
             groups.append((key, entry, [i]))
         elif isinstance(entry, Mapping):
             settings[i] = _lm_columns(key, task, _settings(key, entry))
-            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response"))
+            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response", "messages"))
             if settings[i]["response"]:  # a causal-LM task reads its file alone
                 files += (task.name,)
             if files not in joint:
@@ -75,13 +87,13 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
 
 
 def _lm_columns(key: str, task: TaskSpec, settings: dict[str, Any]) -> dict[str, Any]:
-    """A causal-LM task's prompt / response columns (``prompt``, ``response`` unless named);
-    other tasks may not name them."""
+    """A causal-LM task's prompt / response columns (``prompt``, ``response`` unless named; a task
+    naming ``messages`` reads chat rows instead); other tasks may not name them."""
     if task.task_type.generates:
         return {**settings, **{k: settings[k] or v for k, v in LM_COLUMNS.items()}}
-    named = [k for k in LM_COLUMNS if settings[k]]
+    named = [k for k in (*LM_COLUMNS, "messages") if settings[k]]
     if named:
-        raise ConfigError(f"{key}.{named[0]}", f"only causal_lm tasks read prompt / response columns; task {task.name!r} is {task.type}")
+        raise ConfigError(f"{key}.{named[0]}", f"only causal_lm tasks read prompt / response or messages columns; task {task.name!r} is {task.type}")
     return settings
 
 
