@@ -1,8 +1,9 @@
-"""Data: sources (digits, local files, text files, GLUE, tweets, synthetic generation tasks) and the multi-task datamodule."""
+"""Data: sources (digits, local files, text files, Hugging Face datasets, GLUE, tweets, synthetic generation tasks) and the multi-task datamodule."""
 
 from peftlab.data.datamodule import MultiTaskDataModule
 from peftlab.data.digits import DigitsSource
 from peftlab.data.glue import GlueSource
+from peftlab.data.hf_datasets import HFDatasetSource
 from peftlab.data.local_files import LocalFileSource
 from peftlab.data.synthetic_generation import SyntheticGeneration
 from peftlab.data.table import LabelledTable
@@ -16,6 +17,7 @@ __all__ = [
     "MultiTaskDataModule",
     "DigitsSource",
     "GlueSource",
+    "HFDatasetSource",
     "LocalFileSource",
     "PromptResponses",
     "SyntheticGeneration",

@@ -4,7 +4,8 @@ A plain mapping (``data.sources.topic.path=my.csv data.sources.topic.label=topic
 :class:`~peftlab.data.text_files.TextFileSource`'s arguments; no ``_target_`` is needed. Tasks
 whose mappings name the same file(s) and text column(s) share one *joint* source: the file is
 read once and each row carries a label for every one of those tasks (so a 300-row file with two
-label columns is 300 rows, not 600).
+label columns is 300 rows, not 600). A mapping that names a ``dataset`` reads a Hugging Face
+dataset instead (:class:`~peftlab.data.hf_datasets.HFDatasetSource`, keys :data:`DATASET_KEYS`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Mapping, Sequence
 
+from peftlab.data.hf_datasets import HFDatasetSource
 from peftlab.data.text_files import TextFileSource, absolute_path
 from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec
@@ -29,6 +31,13 @@ FILE_KEYS: dict[str, Any] = {
     "response": None,
     "messages": None,
     "chat_template": "auto",
+}
+#: the keys of a ``data.sources.<task>`` mapping that names a Hugging Face ``dataset``, with their defaults
+DATASET_KEYS: dict[str, Any] = {
+    "dataset": None,
+    "subset": None,
+    "splits": None,
+    **{k: v for k, v in FILE_KEYS.items() if k not in ("path", "validation", "test")},
 }
 #: the columns a causal-LM task reads when its mapping names none
 LM_COLUMNS = {"prompt": "prompt", "response": "response"}
@@ -72,6 +81,8 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
         key, entry = f"data.sources.{task.name}", sources[task.name]
         if not isinstance(entry, Mapping) and hasattr(entry, "load"):
             groups.append((key, entry, [i]))
+        elif isinstance(entry, Mapping) and "dataset" in entry:
+            groups.append((key, dataset_source(key, task, entry), [i]))
         elif isinstance(entry, Mapping):
             settings[i] = _lm_columns(key, task, _settings(key, entry))
             files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response", "messages"))
@@ -84,6 +95,17 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
         else:
             raise ConfigError(key, f"must be a mapping of file settings ({', '.join(FILE_KEYS)}) or a source object; got {entry!r}")
     return [(key, _build(tasks, settings, source, ids) if isinstance(source, tuple) else source, ids) for key, source, ids in groups]
+
+
+def dataset_source(key: str, task: TaskSpec, mapping: Mapping[str, Any]) -> HFDatasetSource:
+    """A task's Hugging Face dataset (``data.sources.<task>.dataset``), its settings checked."""
+    for name in mapping:
+        if name not in DATASET_KEYS:
+            close = difflib.get_close_matches(str(name), DATASET_KEYS, n=1)
+            hint = f"did you mean {key}.{close[0]}? " if close else ""
+            raise ConfigError(f"{key}.{name}", f"not a setting of a task's dataset; {hint}allowed: {', '.join(DATASET_KEYS)}")
+    settings = _lm_columns(key, task, {**DATASET_KEYS, **dict(mapping)})
+    return HFDatasetSource(**settings, config_key=key)
 
 
 def _lm_columns(key: str, task: TaskSpec, settings: dict[str, Any]) -> dict[str, Any]:

@@ -159,7 +159,10 @@ class TextFileSource:
     def read(self, path: Path) -> LabelledTable:
         """One file as a table with the source's label column(s)."""
         path = absolute_path(path)
-        frame = read_frame(path)
+        return self.table(path, read_frame(path))
+
+    def table(self, path: Path | str, frame) -> LabelledTable:
+        """The rows of ``frame`` (read from ``path``, which error messages name) as a table."""
         if self.messages is not None:
             return self._read_conversations(path, frame)
         if self.prompt is not None and self.response is not None:
@@ -177,7 +180,7 @@ class TextFileSource:
             labels[name] = torch.tensor(values, dtype=torch.float32)
         return LabelledTable(texts, labels)
 
-    def _read_prompt_responses(self, path: Path, frame) -> LabelledTable:
+    def _read_prompt_responses(self, path: Path | str, frame) -> LabelledTable:
         """Prompt / response rows; each row is labelled (1.0) for the task(s) of this source."""
         for field, column in (("prompt", self.prompt), ("response", self.response)):
             if column not in frame.columns:
@@ -187,7 +190,7 @@ class TextFileSource:
         pairs = PromptResponses(_strings(frame[self.prompt]), _strings(frame[self.response]))
         return LabelledTable(pairs, {name: torch.ones(len(frame)) for name in self.columns})
 
-    def _read_conversations(self, path: Path, frame) -> LabelledTable:
+    def _read_conversations(self, path: Path | str, frame) -> LabelledTable:
         """Chat rows; each row is labelled (1.0) for the task(s) of this source."""
         key = f"{self.config_key}.messages"
         if self.messages not in frame.columns:
