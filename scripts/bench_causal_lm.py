@@ -2,7 +2,7 @@
 
 One process builds a ``GPT2Config()`` decoder (124 M parameters; ``--layers`` shrinks it for a
 quick look) and times, round by round with the variants interleaved, on random token batches of
-``--batch`` x ``--seq`` tokens (the first quarter of each row a prompt, masked out of the loss):
+``--batch`` x ``--seq`` tokens (the order of the variants rotates from round to round; the first quarter of each row a prompt, masked out of the loss):
 
 - **step**: peftlab's causal-LM training step (the module's forward, the causal_lm task's
   response-only loss, backward, AdamW) vs a hand-written loop on a copy of the same weights
@@ -206,7 +206,9 @@ def main() -> None:
     results = {name: [] for name in runs}
     gen = []
     for r in range(args.rounds):
-        for name, (step, model, opt) in runs.items():
+        names = list(runs)
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # a different variant first each round
+            step, model, opt = runs[name]
             results[name].append(timed(step, model, opt, batch, args.steps))
         gen.append(generation_pair(ours, prompts, args.new_tokens))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {statistics.median(t for t, _, _ in v):.2f}s" for n, v in results.items()), flush=True)
