@@ -52,6 +52,15 @@ def test_the_tokenizers_chat_template_labels_every_assistant_turn(templated):
     assert ids == want and mask == want_mask
 
 
+def test_template_text_after_the_end_of_sequence_token_is_not_labelled(tmp_path):
+    tok = build_char_tokenizer()
+    tok.chat_template = TEMPLATE.replace("</s>{% endif %}", "</s>..{% endif %}")  # e.g. a newline after <|im_end|>
+    tok.save_pretrained(tmp_path / "dots")
+    ids, mask = rows(tokenize_conversations(Conversations([TALK[:2]]), load_tokenizer(str(tmp_path / "dots")), max_length=64))
+    assert ids == [BOS, *enc("(user)ab(assistant)"), *enc("ba"), EOS, *enc("..")]
+    assert mask == [False] * 20 + [True] * 3 + [False] * 2
+
+
 def test_without_a_template_the_plain_one_is_used_and_eos_ends_each_reply():
     tok = load_tokenizer("chars")
     tokens = tokenize_conversations(Conversations([[{"role": "system", "content": "be nice"}, *TALK]]), tok, max_length=64)

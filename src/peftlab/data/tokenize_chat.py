@@ -14,7 +14,8 @@ Templates:
 - ``auto``: ``tokenizer`` when the tokenizer has a chat template, else ``plain``.
 
 An assistant turn whose labelled tokens hold no end-of-sequence token gets one appended (labelled),
-so that generation learns to stop. A row longer than ``data.max_length`` loses tokens from the left
+so that generation learns to stop; template text after a turn's end-of-sequence token (a newline)
+is not labelled. A row longer than ``data.max_length`` loses tokens from the left
 (the end of the conversation is kept), counted in one warning line.
 """
 
@@ -92,21 +93,25 @@ def conversation_tokens(messages: list[dict[str, str]], tokenizer, template: str
         piece = list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
         if labelled:
             turn += piece
-        elif turn:
-            if eos not in turn:
-                turn.append(eos)
-            ids += turn
-            labels += [True] * len(turn)
+            continue
+        if turn:
+            _add_turn(ids, labels, turn, eos)
             turn = []
-        if not labelled:
-            ids += piece
-            labels += [False] * len(piece)
+        ids += piece
+        labels += [False] * len(piece)
     if turn:
-        if eos not in turn:
-            turn.append(eos)
-        ids += turn
-        labels += [True] * len(turn)
+        _add_turn(ids, labels, turn, eos)
     return ids, labels
+
+
+def _add_turn(ids: list[int], labels: list[bool], turn: list[int], eos: int) -> None:
+    """Append one assistant turn: labelled up to and including its first end-of-sequence token (one
+    is added when it has none), the template's text after that token not labelled (generation
+    stops at the end-of-sequence token, so nothing after it can be generated)."""
+    end = turn.index(eos) + 1 if eos in turn else len(turn)
+    head, tail = (turn[:end], turn[end:]) if eos in turn else (turn + [eos], [])
+    ids += head + tail
+    labels += [True] * len(head) + [False] * len(tail)
 
 
 def tokenize_conversations(column: Conversations, tokenizer, max_length: int) -> TokenizedTexts:
