@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.builders import build_datamodule, build_model, build_strategy_callbacks, build_trainer
+from peftlab.callbacks.generation_samples import GenerationSamples
 from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.checkpoints.stored_config import load_buildable_config
 from peftlab.errors import ConfigError
@@ -30,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model.on_load_checkpoint(checkpoint)  # masks made loadable, frozen pretrained weights put back
     check_state_dict_matches(model, checkpoint["state_dict"], cfg.ckpt_path)
     del checkpoint
-    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    trainer = build_trainer(cfg, callbacks=[GenerationSamples(run_dir, cfg.get("generation_samples", 8))], loggers=[])
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False, weights_only=True)
     metrics = {
         "status": "completed",

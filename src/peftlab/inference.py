@@ -155,7 +155,24 @@ def is_export(path: str) -> bool:
 
 
 def load_for_inference(path: str, key: str = "ckpt_path", trust_remote_code: bool = False) -> InferenceModel:
-    """A training checkpoint or an export, whichever ``path`` is; a missing file raises ConfigError naming ``key``."""
+    """A training checkpoint or an export, whichever ``path`` is (a run directory: its checkpoint, see
+    :func:`run_checkpoint`); a missing file raises ConfigError naming ``key``."""
+    if Path(path).is_dir():
+        path = run_checkpoint(Path(path))
     if not Path(path).is_file():
         raise ConfigError(key, f"{Path(path).absolute()}: no such file; pass <run dir>/checkpoints/<file>.ckpt or a file written by scripts/export.py")
     return from_export(path, trust_remote_code) if is_export(path) else from_checkpoint(path, trust_remote_code)
+
+
+def run_checkpoint(run_dir: Path) -> str:
+    """The checkpoint of a run directory: the one its ``metrics.json`` reports, else ``checkpoints/last.ckpt``."""
+    import json
+
+    reported = None
+    try:
+        reported = json.loads((run_dir / "metrics.json").read_text()).get("ckpt_path")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if reported and Path(reported).is_file():
+        return str(reported)
+    return str(run_dir / "checkpoints" / "last.ckpt")

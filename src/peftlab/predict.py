@@ -4,6 +4,9 @@
 one row per input: the input, then for each task its prediction — a classification task's label
 (its class name when the data config declares ``classes``) and the probability of every class,
 a regression task's value (labels are never rescaled in training, so this is the original scale).
+A causal-LM model (``model=hf_causal_lm``) writes each prompt's greedy generation instead
+(``max_new_tokens`` tokens at most, see :mod:`~peftlab.generate_text`). ``ckpt_path`` may also be
+a run directory: the checkpoint its ``metrics.json`` names, else its ``checkpoints/last.ckpt``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
+from peftlab.generate_text import generation_rows, new_tokens
 from peftlab.inference import InferenceModel, load_for_inference
 from peftlab.validators import check_choice, check_int
 
@@ -131,6 +135,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     from peftlab.evaluate import trust_remote_code_from  # the same rule as eval.py: only from this command line
 
     model = load_for_inference(str(cfg.ckpt_path), trust_remote_code=trust_remote_code_from(cfg))
+    max_new_tokens = new_tokens(model, cfg.get("max_new_tokens"))
+    if max_new_tokens:
+        prompts = list(map(str, cfg.texts)) if cfg.get("texts") else read_texts(str(cfg.input), str(cfg.input_column))[0]
+        rows = generation_rows(model, prompts, max_new_tokens, batch_size, resolve_device(str(cfg.device)))
+        out = write_predictions(rows, cfg.output)
+        print(f"generations: {len(rows)} prompts -> {out}")
+        return {"output": str(out), "rows": len(rows), "tasks": [t.name for t in model.tasks]}
     texts = None
     if model.reads_text:
         texts, pairs = (list(map(str, cfg.texts)), None) if cfg.get("texts") else read_texts(str(cfg.input), str(cfg.input_column))

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_strategy_callbacks, build_trainer
 from peftlab.callbacks.alpha_trajectory import AlphaTrajectory
 from peftlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from peftlab.callbacks.generation_samples import GenerationSamples
 from peftlab.callbacks.rng_state import RngStateInCheckpoint
 from peftlab.callbacks.slurm_requeue import RequeueOnSignal
 from peftlab.callbacks.step_timer import StepTimer
@@ -48,7 +49,15 @@ def train(cfg: DictConfig, keep: dict[str, Any] | None = None) -> dict[str, Any]
     callbacks = (
         build_callbacks(cfg)
         + build_strategy_callbacks(cfg)
-        + [timer, AlphaTrajectory(), ConfigInCheckpoint(resolved), RngStateInCheckpoint(), RequeueOnSignal(run_dir / "checkpoints"), StopOnSignal(run_dir / "checkpoints")]
+        + [
+            timer,
+            AlphaTrajectory(),
+            GenerationSamples(run_dir, cfg.get("generation_samples", 8)),
+            ConfigInCheckpoint(resolved),
+            RngStateInCheckpoint(),
+            RequeueOnSignal(run_dir / "checkpoints"),
+            StopOnSignal(run_dir / "checkpoints"),
+        ]
     )
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg), model)
     for lg in trainer.loggers:

@@ -78,7 +78,7 @@ def test_the_default_columns_a_missing_column_and_misplaced_keys_are_one_line(tm
     dm.setup()
     assert len(dm.splits["train"]) > 0
     tasks = [{"name": "mood", "type": "classification", "num_classes": 2}]
-    with pytest.raises(ConfigError, match="data.sources.mood.response: only causal_lm tasks read prompt / response columns"):
+    with pytest.raises(ConfigError, match="data.sources.mood.response: only causal_lm tasks read prompt / response or messages columns"):
         MultiTaskDataModule(tasks=tasks, sources={"mood": {"path": str(path), "response": "reply"}}, tokenizer="chars").setup()
 
 

@@ -10,7 +10,7 @@ import functools
 import pytest
 import torch
 
-from hf_helpers import LM_EOS, lm_batch, save_tiny_causal_lm
+from hf_helpers import LM_EOS, LM_VOCAB, lm_batch, save_tiny_causal_lm
 from peftlab.errors import ConfigError
 from peftlab.models import HFCausalLMBackbone, MultiTaskModule
 from peftlab.models.causal_lm_body import generate_rows
@@ -158,3 +158,34 @@ def test_a_head_on_a_decoder_without_pooling_is_one_line(lm_dir):
         module(lm_dir, FullSharing(), tasks=MIXED_TASKS)
     with pytest.raises(ConfigError, match="model.pooling: must be null"):
         HFCausalLMBackbone(str(lm_dir), pooling="first")
+
+
+def test_predict_generates_each_prompt_through_every_tasks_adapter(lm_dir, tmp_path):
+    """predict.py's generation rows on a task_lora decoder: one column per causal-LM task, each equal
+    to routing every prompt through that task's adapter (a shared decoder keeps one ``generation``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from peftlab.generate_text import generation_rows
+    from peftlab.inference import InferenceModel, TaskNetwork
+
+    vocab = {f"w{i}": i for i in range(LM_VOCAB)}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="w0", pad_token="w2", eos_token="w2").save_pretrained(tmp_path / "tok")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp_path / "tok")
+    texts = ["w5 w9 w3", "w7 w11", "w30 w4 w4 w8"]
+    for sharing, columns in [(TaskLoRA(r=4), ["generation/a", "generation/b"]), (FullSharing(), ["generation"])]:
+        m = module(lm_dir, sharing).eval()
+        randomise_adapters(m.body)
+        model = InferenceModel(TaskNetwork(m.body, m.heads), LM_TASKS, tokenizer=tokenizer, max_length=16)
+        rows = generation_rows(model, texts, max_new_tokens=5)
+        assert [list(r) for r in rows] == [["text", *columns]] * len(texts)
+        enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+        for t, column in enumerate(columns):
+            want = generate_rows(m.body, torch.full((len(texts),), t), enc["input_ids"], enc["attention_mask"], 5)
+            for row, tokens in zip(rows, want):
+                kept = tokens.tolist()[: tokens.tolist().index(LM_EOS)] if LM_EOS in tokens.tolist() else tokens.tolist()
+                assert row[column] == tokenizer.decode(kept, skip_special_tokens=True)
+        if len(columns) == 2:
+            assert any(r["generation/a"] != r["generation/b"] for r in rows)  # the adapters differ

@@ -15,8 +15,9 @@ from peftlab.data.own_sources import source_groups
 from peftlab.data.resumable_loader import ResumableLoader
 from peftlab.data.source_splits import SPLITS, load_source_splits
 from peftlab.data.table import LabelledTable
-from peftlab.data.text_inputs import PromptResponses, TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import Conversations, PromptResponses, TextColumn, TokenizedTexts
 from peftlab.data.tokenize import load_tokenizer, tokenize_cached
+from peftlab.data.tokenize_chat import tokenize_conversations
 from peftlab.data.tokenize_lm import tokenize_prompt_response
 from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec, parse_task_specs
@@ -164,12 +165,14 @@ class MultiTaskDataModule(L.LightningDataModule):
     def _tokenized(self, table: LabelledTable) -> LabelledTable:
         """Raw texts replaced by their token ids (the tokenizer is loaded on first use; prompt / response
         rows are tokenised without the on-disk cache)."""
-        if not isinstance(table.x, (TextColumn, PromptResponses)):
+        if not isinstance(table.x, (TextColumn, PromptResponses, Conversations)):
             return table
         if self.tokenizer is None:
             if not self.tokenizer_name:
                 raise ConfigError("data.tokenizer", "text data needs a tokenizer: a hub id, a local directory or minilm")
             self.tokenizer = load_tokenizer(self.tokenizer_name)
+        if isinstance(table.x, Conversations):
+            return LabelledTable(tokenize_conversations(table.x, self.tokenizer, self.max_length), table.labels)
         if isinstance(table.x, PromptResponses):
             return LabelledTable(tokenize_prompt_response(table.x, self.tokenizer, self.max_length), table.labels)
         return LabelledTable(tokenize_cached(table.x, self.tokenizer, self.max_length, self.cache_dir), table.labels)

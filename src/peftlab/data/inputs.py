@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from peftlab.data.text_inputs import PromptResponses, TextColumn, TokenizedTexts
+from peftlab.data.text_inputs import Conversations, PromptResponses, TextColumn, TokenizedTexts
 
 Inputs = Any  # torch.Tensor | TextColumn | TokenizedTexts
 
@@ -38,4 +38,4 @@ def batch_inputs(x: Inputs, index: Sequence[int]) -> torch.Tensor | dict[str, to
 
 def is_text(x: Inputs) -> bool:
     """Whether ``x`` holds texts (raw or tokenised)."""
-    return isinstance(x, (TextColumn, PromptResponses, TokenizedTexts))
+    return isinstance(x, (TextColumn, PromptResponses, Conversations, TokenizedTexts))

@@ -4,7 +4,8 @@ A plain mapping (``data.sources.topic.path=my.csv data.sources.topic.label=topic
 :class:`~peftlab.data.text_files.TextFileSource`'s arguments; no ``_target_`` is needed. Tasks
 whose mappings name the same file(s) and text column(s) share one *joint* source: the file is
 read once and each row carries a label for every one of those tasks (so a 300-row file with two
-label columns is 300 rows, not 600).
+label columns is 300 rows, not 600). A mapping that names a ``dataset`` reads a Hugging Face
+dataset instead (:class:`~peftlab.data.hf_datasets.HFDatasetSource`, keys :data:`DATASET_KEYS`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,32 @@ from __future__ import annotations
 import difflib
 from typing import Any, Mapping, Sequence
 
+from peftlab.data.hf_datasets import HFDatasetSource
 from peftlab.data.text_files import TextFileSource, absolute_path
 from peftlab.errors import ConfigError
 from peftlab.tasks import TaskSpec
 
 #: the keys of a plain ``data.sources.<task>`` mapping, with their defaults
-FILE_KEYS: dict[str, Any] = {"path": None, "validation": None, "test": None, "text": "text", "text_pair": None, "label": "label", "classes": None, "prompt": None, "response": None}
+FILE_KEYS: dict[str, Any] = {
+    "path": None,
+    "validation": None,
+    "test": None,
+    "text": "text",
+    "text_pair": None,
+    "label": "label",
+    "classes": None,
+    "prompt": None,
+    "response": None,
+    "messages": None,
+    "chat_template": "auto",
+}
+#: the keys of a ``data.sources.<task>`` mapping that names a Hugging Face ``dataset``, with their defaults
+DATASET_KEYS: dict[str, Any] = {
+    "dataset": None,
+    "subset": None,
+    "splits": None,
+    **{k: v for k, v in FILE_KEYS.items() if k not in ("path", "validation", "test")},
+}
 #: the columns a causal-LM task reads when its mapping names none
 LM_COLUMNS = {"prompt": "prompt", "response": "response"}
 
@@ -60,9 +81,11 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
         key, entry = f"data.sources.{task.name}", sources[task.name]
         if not isinstance(entry, Mapping) and hasattr(entry, "load"):
             groups.append((key, entry, [i]))
+        elif isinstance(entry, Mapping) and "dataset" in entry:
+            groups.append((key, dataset_source(key, task, entry), [i]))
         elif isinstance(entry, Mapping):
             settings[i] = _lm_columns(key, task, _settings(key, entry))
-            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response"))
+            files = tuple(settings[i][k] for k in ("path", "validation", "test", "text", "text_pair", "prompt", "response", "messages"))
             if settings[i]["response"]:  # a causal-LM task reads its file alone
                 files += (task.name,)
             if files not in joint:
@@ -74,14 +97,25 @@ def source_groups(tasks: Sequence[TaskSpec], shared: Any, sources: Mapping[str, 
     return [(key, _build(tasks, settings, source, ids) if isinstance(source, tuple) else source, ids) for key, source, ids in groups]
 
 
+def dataset_source(key: str, task: TaskSpec, mapping: Mapping[str, Any]) -> HFDatasetSource:
+    """A task's Hugging Face dataset (``data.sources.<task>.dataset``), its settings checked."""
+    for name in mapping:
+        if name not in DATASET_KEYS:
+            close = difflib.get_close_matches(str(name), DATASET_KEYS, n=1)
+            hint = f"did you mean {key}.{close[0]}? " if close else ""
+            raise ConfigError(f"{key}.{name}", f"not a setting of a task's dataset; {hint}allowed: {', '.join(DATASET_KEYS)}")
+    settings = _lm_columns(key, task, {**DATASET_KEYS, **dict(mapping)})
+    return HFDatasetSource(**settings, config_key=key)
+
+
 def _lm_columns(key: str, task: TaskSpec, settings: dict[str, Any]) -> dict[str, Any]:
-    """A causal-LM task's prompt / response columns (``prompt``, ``response`` unless named);
-    other tasks may not name them."""
+    """A causal-LM task's prompt / response columns (``prompt``, ``response`` unless named; a task
+    naming ``messages`` reads chat rows instead); other tasks may not name them."""
     if task.task_type.generates:
         return {**settings, **{k: settings[k] or v for k, v in LM_COLUMNS.items()}}
-    named = [k for k in LM_COLUMNS if settings[k]]
+    named = [k for k in (*LM_COLUMNS, "messages") if settings[k]]
     if named:
-        raise ConfigError(f"{key}.{named[0]}", f"only causal_lm tasks read prompt / response columns; task {task.name!r} is {task.type}")
+        raise ConfigError(f"{key}.{named[0]}", f"only causal_lm tasks read prompt / response or messages columns; task {task.name!r} is {task.type}")
     return settings
 
 

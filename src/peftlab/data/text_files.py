@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from peftlab.data.chat_rows import conversation
 from peftlab.data.table import LabelledTable
-from peftlab.data.text_inputs import PromptResponses, TextColumn
+from peftlab.data.text_inputs import Conversations, PromptResponses, TextColumn
 from peftlab.errors import ConfigError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -104,6 +105,11 @@ class TextFileSource:
             ``<config_key>.prompt`` / ``.response``; a prompt too long for ``data.max_length`` is
             truncated from the left, with a counted warning
             (:func:`~peftlab.data.tokenize_lm.fit_to_length`).
+        messages: for a causal-LM task, its chat column instead: each cell a list of
+            ``{role, content}`` turns (JSON lines hold it as is; CSV cells as a JSON string); the
+            loss reads the assistant turns only (:mod:`~peftlab.data.tokenize_chat`).
+        chat_template: how chat rows become text: ``auto`` (the tokenizer's chat template, or
+            the plain template when it has none), ``tokenizer`` (no template is an error) or ``plain``.
     """
 
     config_key = "data.source"  # how error messages name this source's settings (data.sources.<task> for a task's own)
@@ -119,10 +125,13 @@ class TextFileSource:
         classes: Sequence[Any] | None = None,
         prompt: str | None = None,
         response: str | None = None,
+        messages: str | None = None,
+        chat_template: str = "auto",
     ):
         self.files = {split: absolute_path(p) if p else None for split, p in (("train", path), ("val", validation), ("test", test))}
         self.text, self.text_pair, self.label = text, text_pair, label
         self.prompt, self.response = prompt, response
+        self.messages, self.chat_template = messages, chat_template
         self.classes = [str(c) for c in classes] if classes is not None else None
         # output label column -> (file column, class names); one entry, or one per task of a joint source
         self.columns: dict[str, tuple[str, list[str] | None]] = {label: (label, self.classes)}
@@ -150,7 +159,12 @@ class TextFileSource:
     def read(self, path: Path) -> LabelledTable:
         """One file as a table with the source's label column(s)."""
         path = absolute_path(path)
-        frame = read_frame(path)
+        return self.table(path, read_frame(path))
+
+    def table(self, path: Path | str, frame) -> LabelledTable:
+        """The rows of ``frame`` (read from ``path``, which error messages name) as a table."""
+        if self.messages is not None:
+            return self._read_conversations(path, frame)
         if self.prompt is not None and self.response is not None:
             return self._read_prompt_responses(path, frame)
         columns = [c for c in (self.text, self.text_pair, *(c for c, _ in self.columns.values())) if c is not None]
@@ -166,7 +180,7 @@ class TextFileSource:
             labels[name] = torch.tensor(values, dtype=torch.float32)
         return LabelledTable(texts, labels)
 
-    def _read_prompt_responses(self, path: Path, frame) -> LabelledTable:
+    def _read_prompt_responses(self, path: Path | str, frame) -> LabelledTable:
         """Prompt / response rows; each row is labelled (1.0) for the task(s) of this source."""
         for field, column in (("prompt", self.prompt), ("response", self.response)):
             if column not in frame.columns:
@@ -175,6 +189,16 @@ class TextFileSource:
             raise ConfigError(str(path), "has no rows")
         pairs = PromptResponses(_strings(frame[self.prompt]), _strings(frame[self.response]))
         return LabelledTable(pairs, {name: torch.ones(len(frame)) for name in self.columns})
+
+    def _read_conversations(self, path: Path | str, frame) -> LabelledTable:
+        """Chat rows; each row is labelled (1.0) for the task(s) of this source."""
+        key = f"{self.config_key}.messages"
+        if self.messages not in frame.columns:
+            raise ConfigError(key, f"no column {self.messages!r} in {path}; columns: {[str(c) for c in frame.columns]}")
+        if len(frame) == 0:
+            raise ConfigError(str(path), "has no rows")
+        rows = [conversation(v, f"{path} row {i}", key) for i, v in enumerate(frame[self.messages].tolist(), start=1)]
+        return LabelledTable(Conversations(rows, self.chat_template, self.config_key), {name: torch.ones(len(frame)) for name in self.columns})
 
 
 def _label_value(path: Path, column: str, classes: list[str] | None, row: int, value: Any) -> float:

@@ -43,6 +43,29 @@ class PromptResponses:
         return PromptResponses([self.prompts[i] for i in rows], [self.responses[i] for i in rows])
 
 
+@dataclass
+class Conversations:
+    """Chat rows of a causal-LM task: ``messages[i]`` is row ``i``, a list of ``{"role", "content"}``
+    turns; the loss reads the assistant turns only (see :mod:`~peftlab.data.tokenize_chat`).
+
+    ``template`` is how a row becomes text: ``auto`` (the tokenizer's chat template when it has
+    one, else the plain template), ``tokenizer`` (its chat template; none is an error) or
+    ``plain``; ``config_key`` names the setting in error messages.
+    """
+
+    messages: list[list[dict[str, str]]]
+    template: str = "auto"
+    config_key: str = "data.source"
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def subset(self, index: torch.Tensor) -> "Conversations":
+        """Rows ``index``."""
+        rows = torch.as_tensor(index, dtype=torch.long).tolist()
+        return Conversations([self.messages[i] for i in rows], self.template, self.config_key)
+
+
 class TokenizedTexts:
     """Token ids of many texts in one flat tensor plus offsets (compact in memory and on disk).
 
@@ -58,11 +81,28 @@ class TokenizedTexts:
         pad_id: id written into padded positions (masked out by ``attention_mask``).
         label_starts: per row, the position where its response (its labelled tokens) begins; a
             row's length when it has none; None: no row has labelled tokens (not causal-LM data).
+        label_mask: instead of ``label_starts``, which tokens are labelled, aligned with ``ids``
+            (chat rows: the assistant turns, wherever they are).
     """
 
-    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, type_ids: torch.Tensor | None, pad_id: int, label_starts: torch.Tensor | None = None):
+    def __init__(self, ids: torch.Tensor, offsets: torch.Tensor, type_ids: torch.Tensor | None, pad_id: int, label_starts: torch.Tensor | None = None, label_mask: torch.Tensor | None = None):
         self.ids, self.offsets, self.type_ids, self.pad_id = ids, offsets.long(), type_ids, int(pad_id)
         self.label_starts = label_starts.long() if label_starts is not None else None
+        self.label_mask = label_mask.bool() if label_mask is not None else None
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the rows carry token labels (prompt / response or chat rows)."""
+        return self.label_starts is not None or self.label_mask is not None
+
+    def token_labels(self) -> torch.Tensor:
+        """Which tokens are labelled, aligned with ``ids`` (from ``label_mask`` or ``label_starts``)."""
+        if self.label_mask is not None:
+            return self.label_mask
+        if self.label_starts is None:
+            return torch.zeros(len(self.ids), dtype=torch.bool)
+        within = torch.arange(len(self.ids)) - torch.repeat_interleave(self.offsets[:-1], self.lengths)
+        return within >= torch.repeat_interleave(self.label_starts, self.lengths)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -87,7 +127,8 @@ class TokenizedTexts:
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
         type_ids = self.type_ids[pos] if self.type_ids is not None else None
         starts = self.label_starts[torch.as_tensor(index, dtype=torch.long)] if self.label_starts is not None else None
-        return TokenizedTexts(self.ids[pos], offsets, type_ids, self.pad_id, starts)
+        label_mask = self.label_mask[pos] if self.label_mask is not None else None
+        return TokenizedTexts(self.ids[pos], offsets, type_ids, self.pad_id, starts, label_mask)
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows ``index`` padded to the longest of them."""
@@ -101,7 +142,11 @@ class TokenizedTexts:
             token_type_ids = torch.zeros_like(input_ids)
             token_type_ids[mask] = self.type_ids[pos].long()
             out["token_type_ids"] = token_type_ids
-        if self.label_starts is not None:
+        if self.label_mask is not None:
+            labelled = torch.zeros_like(mask)
+            labelled[mask] = self.label_mask[pos]
+            out["lm_labels"] = torch.where(labelled, input_ids, torch.full_like(input_ids, -100))
+        elif self.label_starts is not None:
             starts = self.label_starts[torch.as_tensor(index, dtype=torch.long)]
             labelled = mask & (torch.arange(width) >= starts[:, None])
             out["lm_labels"] = torch.where(labelled, input_ids, torch.full_like(input_ids, -100))
@@ -116,7 +161,9 @@ class TokenizedTexts:
             total += int(p.offsets[-1])
         has_types = all(p.type_ids is not None for p in parts)
         type_ids = torch.cat([p.type_ids for p in parts]) if has_types else None
-        starts = None
-        if any(p.label_starts is not None for p in parts):  # rows without a response: no labelled token
+        starts = label_mask = None
+        if any(p.label_mask is not None for p in parts):  # chat rows among them: one token mask for all
+            label_mask = torch.cat([p.token_labels() for p in parts])
+        elif any(p.label_starts is not None for p in parts):  # rows without a response: no labelled token
             starts = torch.cat([p.label_starts if p.label_starts is not None else p.lengths for p in parts])
-        return TokenizedTexts(torch.cat([p.ids for p in parts]), torch.cat(offsets), type_ids, parts[0].pad_id, starts)
+        return TokenizedTexts(torch.cat([p.ids for p in parts]), torch.cat(offsets), type_ids, parts[0].pad_id, starts, label_mask)

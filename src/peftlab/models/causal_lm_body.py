@@ -11,6 +11,7 @@ from peftlab.models.generation import IGNORE, ignore_after_eos, prompt_batch
 from peftlab.models.hf_causal_lm import HFCausalLMBackbone
 from peftlab.sharing.routing import route_rows
 from peftlab.tasks import TaskSpec
+from peftlab.tasks.causal_lm import GENERATION_METRICS
 
 
 def decoders_of(body: Any) -> dict[str, HFCausalLMBackbone]:
@@ -87,7 +88,7 @@ def evaluation_output(task: TaskSpec, body: Any, inputs: Mapping[str, torch.Tens
     if not task.task_type.generates:
         return logits
     output: dict[str, torch.Tensor] = {"logits": logits}
-    if "exact_match" in task.metrics:
+    if set(task.metrics) & set(GENERATION_METRICS):
         decoder = decoders_of(body)[task.name]
         pad = int(decoder.model.config.pad_token_id or 0)
         ids, mask = prompt_batch(inputs["input_ids"][rows], inputs["attention_mask"][rows], labels, pad)

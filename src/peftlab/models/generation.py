@@ -27,7 +27,9 @@ def greedy_generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: t
     """
     mask = attention_mask.long()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    # only the last position's logits are read: asking for those alone (as model.generate does) spares a [B, P, vocab] tensor
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(type(model).forward).parameters else {}
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep)
     done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
     tokens: list[torch.Tensor] = []
     for step in range(max_new_tokens):

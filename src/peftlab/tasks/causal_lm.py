@@ -18,6 +18,10 @@ from peftlab.errors import ConfigError
 from peftlab.tasks.base import SpecFields, TaskType
 from peftlab.tasks.lm_metrics import GeneratedExactMatch, TokenLoss, masked_token_losses
 from peftlab.tasks.registry import register_task_type
+from peftlab.tasks.text_metrics import TEXT_METRICS, GeneratedTextOverlap
+
+#: the metrics that read greedy generations (the model generates during evaluation when a task has one)
+GENERATION_METRICS = ("exact_match", *TEXT_METRICS)
 
 
 @register_task_type
@@ -28,15 +32,18 @@ class CausalLMTask(TaskType):
     -100), averaged over every response token of the task's rows in the batch; that per-task
     loss is what the weighting methods see. Metrics: ``exact_match`` (greedy generation with
     left padding, stopped at the end-of-sequence token, equal to the reference; the main
-    metric), ``loss`` and ``perplexity`` (teacher-forced, lower is better, so never main).
+    metric by default), ``rouge_l``, ``chrf`` and ``bleu`` (the same generations decoded to text,
+    scored by torchmetrics: see :mod:`~peftlab.tasks.text_metrics`; any of them may be the main
+    metric, ``metric: rouge_l``), ``loss`` and ``perplexity`` (teacher-forced, lower is better,
+    so never main).
     The head is the decoder's own LM head (part of the backbone, so the sharing policy decides
     whether it trains); the task adds no parameters of its own.
     """
 
     name = "causal_lm"
-    metrics = ("exact_match", "loss", "perplexity")
+    metrics = ("exact_match", *TEXT_METRICS, "loss", "perplexity")
     default_metrics = ("exact_match", "perplexity")
-    main_metrics = ("exact_match",)
+    main_metrics = ("exact_match", *TEXT_METRICS)
     generates = True
 
     def num_classes(self, value: Any, key: str) -> int:
@@ -60,9 +67,11 @@ class CausalLMTask(TaskType):
         return total / tokens
 
     def make_metric(self, name: str, spec: SpecFields) -> Metric:
-        """exact_match, loss or perplexity."""
+        """exact_match, rouge_l, chrf, bleu, loss or perplexity."""
         if name == "exact_match":
             return GeneratedExactMatch()
+        if name in TEXT_METRICS:
+            return GeneratedTextOverlap(name)
         if name in ("loss", "perplexity"):
             return TokenLoss(exponentiate=name == "perplexity")
         raise ValueError(f"unknown causal_lm metric {name!r}")
