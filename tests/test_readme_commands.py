@@ -41,6 +41,7 @@ BUDGETS: dict[str, list[str]] = {
     "python scripts/bench_overhead.py": ["--epochs", "5"],
     "python scripts/bench_weighting.py": ["--no-bert", "--digits-steps", "2", "--digits-rounds", "1"],
     "python scripts/bench_pruning.py": ["--quick"],
+    "python scripts/bench_weighting_accuracy.py": ["--methods", "pcgrad", "--seeds", "0"],
     "python scripts/bench_causal_lm.py": ["--layers", "1", "--seq", "32", "--batch", "2", "--rounds", "1", "--new-tokens", "4"],
 }
 BUDGETS["peftlab-train"] = BUDGETS["python train.py"]
