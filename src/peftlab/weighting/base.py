@@ -103,6 +103,12 @@ class Weighting(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} does not combine per-task gradients")
 
+    @property
+    def combines_from_gram(self) -> bool:
+        """True when the update is ``Σ_i α_i g_i`` with α from the Gram matrix alone (:meth:`gram_coefficients`):
+        ``per_task_backward`` then never builds the flat rows. False here (loss-based methods)."""
+        return False
+
     def alpha(self) -> dict[str, float]:
         """Effective weight of each task at this point of training."""
         raise NotImplementedError
@@ -178,11 +184,20 @@ class GradientWeighting(Weighting):
         """Combination weights α (length T) from the Gram matrix of the task gradients."""
         raise NotImplementedError
 
+    @property
+    def combines_from_gram(self) -> bool:
+        """True unless the subclass overrides :meth:`combine_gradients` (a method on the raw rows, or one
+        that keeps state of them): its update is then ``Σ_i α_i g_i`` with α from :meth:`gram_coefficients`."""
+        return type(self).combine_gradients is GradientWeighting.combine_gradients
+
     def combine_gradients(self, rows: torch.Tensor, present: Sequence[int] | None = None, per_rank: bool = False) -> torch.Tensor:
         """``Σ_i α_i g_i`` for the rows ``g_i`` of ``rows`` ([T, P]), α from their Gram matrix; records α for :meth:`alpha`."""
-        gram = self.gram_matrix(rows, per_rank)
-        coeffs = self.record(self.coefficients(gram.cpu().numpy()), present)
+        coeffs = self.gram_coefficients(self.gram_matrix(rows, per_rank), present)
         return coeffs.to(rows) @ rows
+
+    def gram_coefficients(self, gram: torch.Tensor, present: Sequence[int] | None = None) -> torch.Tensor:
+        """α (float64 tensor, recorded for :meth:`alpha`) from the Gram matrix ``G Gᵀ`` of the present tasks' gradients."""
+        return self.record(self.coefficients(gram.cpu().numpy()), present)
 
     def gram_matrix(self, rows: torch.Tensor, per_rank: bool = False) -> torch.Tensor:
         """``G Gᵀ`` of the rows as float64 (summed over DDP ranks / W² when ``per_rank``: the global gradient's Gram matrix)."""
