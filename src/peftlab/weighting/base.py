@@ -9,9 +9,11 @@ Two kinds of method:
   computes one gradient per task of the shared parameters (or of the shared representation),
   averages them across DDP ranks and hands the rows to :meth:`Weighting.combine_gradients`, the
   one hook a gradient method needs (a method that works on the raw rows, GradDrop or GradVac,
-  overrides it). Every method here (PCGrad, CAGrad, MGDA, IMTL-G) only needs the T×T Gram
-  matrix of the task gradients, so the combined gradient is ``Σ_i α_i g_i`` with α computed from
-  ``G Gᵀ`` by :meth:`GradientWeighting.coefficients`.
+  overrides it). A method that does not override it (PCGrad, CAGrad, MGDA, IMTL-G, UPGrad, …)
+  only needs the T×T Gram matrix of the task gradients: the combined gradient is ``Σ_i α_i g_i``
+  with α computed from ``G Gᵀ`` by :meth:`GradientWeighting.coefficients`, and
+  (:attr:`Weighting.combines_from_gram`) ``per_task_backward`` then sums the Gram matrix per
+  parameter block and writes the combination straight into ``.grad``, never building the rows.
 
 What a method needs from the training step is declared on :class:`Weighting` as class attributes
 (``needs_task_gradients``, ``uses_shared``, ``mode`` with its allowed ``MODES``); the module reads
