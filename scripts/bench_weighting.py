@@ -189,9 +189,24 @@ def digits_models(methods: list[str]):
     return models, dm
 
 
+class StepCPU(L.Callback):
+    """CPU time of this process per training step (all threads; ms): on a machine shared with other jobs the
+    wall clock counts their load, CPU time counts the work each arm does. Ratios use it."""
+
+    def __init__(self):
+        self.step_ms: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start = time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_ms.append((time.process_time() - self._start) * 1000.0)
+
+
 def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool = False, skip_first: bool = False) -> dict[str, dict]:
     """Interleaved rounds; per method the median step time and the peak RSS (``skip_first``: each fit's first step is a warm-up, not timed)."""
     times = {m: [] for m in models}
+    cpu = {m: [] for m in models}
     peaks = {m: 0 for m in models}
     names = list(models)
     for r in range(rounds + warmup):
@@ -199,7 +214,7 @@ def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool
         # round's clean-up (allocator, caches) on a loaded machine
         for m in names[r % len(names) :] + names[: r % len(names)]:
             model = models[m]
-            timer = StepTimer()
+            timer, cpu_timer = StepTimer(), StepCPU()
             trainer = L.Trainer(
                 accelerator="cpu",
                 max_steps=steps,
@@ -209,7 +224,7 @@ def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 use_distributed_sampler=False,
-                callbacks=[timer],
+                callbacks=[timer, cpu_timer],
                 num_sanity_val_steps=0,
             )
             with PeakRSS(memory) as mem:
@@ -219,9 +234,10 @@ def measure(models, data, steps: int, rounds: int, warmup: int = 1, memory: bool
                     trainer.fit(model, train_dataloaders=data)
             if r >= warmup:
                 times[m] += timer.step_ms[1:] if skip_first else timer.step_ms
+                cpu[m] += cpu_timer.step_ms[1:] if skip_first else cpu_timer.step_ms
                 peaks[m] = max(peaks[m], mem.peak)
         print(f"round {r + 1}/{rounds + warmup} done", file=sys.stderr, flush=True)
-    return {m: {"ms": statistics.median(times[m]), "peak": peaks[m], "n": len(times[m])} for m in models}
+    return {m: {"wall": statistics.median(times[m]), "ms": statistics.median(cpu[m]), "peak": peaks[m], "n": len(times[m])} for m in models}
 
 
 def target(method: str) -> str:
@@ -236,7 +252,7 @@ def target(method: str) -> str:
 
 
 def table(digits: dict, bert: dict | None) -> str:
-    head = "| method | digits ms/step | digits × equal | LibMTL digits × | BERT s/step | BERT × equal | LibMTL BERT × | BERT peak RSS − equal's | LibMTL BERT peak RSS | target × |\n|---|---|---|---|---|---|---|---|---|---|"
+    head = "| method | digits CPU ms/step | digits × equal | LibMTL digits × | BERT CPU s/step | BERT × equal | LibMTL BERT × | BERT peak RSS − equal's | LibMTL BERT peak RSS | target × |\n|---|---|---|---|---|---|---|---|---|---|"
     lines = [head]
     for m in digits:
         d, e = digits[m], digits["equal"]
@@ -259,14 +275,14 @@ def arm_table(res: dict, matrix_bytes: float | None, unit: str = "s") -> str:
     jd = [a for a in res if a.startswith("torchjd-")]
     best = min(jd, key=lambda a: res[a]["ms"]) if jd else None
     e = res["equal"]
-    lines = [f"| arm | {unit}/step | × equal | × torchjd's best ({best or '—'}) | peak RSS − equal's | in T × P float32 matrices |", "|---|---|---|---|---|---|"]
+    lines = [f"| arm | CPU {unit}/step | wall {unit}/step | × equal | × torchjd's best ({best or '—'}) | peak RSS − equal's | in T × P float32 matrices |", "|---|---|---|---|---|---|---|"]
     for a, r in res.items():
-        t = r["ms"] / (1000 if unit == "s" else 1)
+        t, wall = (r[k] / (1000 if unit == "s" else 1) for k in ("ms", "wall"))
         vs_jd = f"{r['ms'] / res[best]['ms']:.2f}" if best else "—"
         extra = r["peak"] - e["peak"]
         units = f"{extra / matrix_bytes:.2f}" if matrix_bytes and e["peak"] else "—"
         mem = f"{extra / 2**30:+.2f} GB" if e["peak"] else "—"
-        lines.append(f"| {label(a)} | {t:.2f} | {r['ms'] / e['ms']:.2f} | {vs_jd} | {mem} | {units} |")
+        lines.append(f"| {label(a)} | {t:.2f} | {wall:.2f} | {r['ms'] / e['ms']:.2f} | {vs_jd} | {mem} | {units} |")
     return "\n".join(lines)
 
 
@@ -342,6 +358,7 @@ def main() -> None:
     if not args.no_bert:
         models, loader = bert_models(first_equal(args.bert_arms.split(",")))
         bert_bytes = shared_matrix_bytes(models)
+        measure({"equal": models["equal"]}, loader, 1, 1, warmup=0)  # untimed: the shared encoder's first-touch costs
         bert = measure(models, loader, args.bert_steps, args.bert_rounds, warmup=0, memory=True, skip_first=args.bert_steps > 1)
         del models
     cmd = "python scripts/bench_weighting.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
@@ -371,7 +388,8 @@ Against the issue's goals:
 {table(digits, bert)}
 
 How to read it:
-- *× equal* = median step time / equal weighting's, measured side by side; *× torchjd's best* = the same over the fastest
+- *× equal* = median step CPU time (this process, all threads) / equal weighting's, measured side by side: on this
+  loaded machine the wall clock mostly measures other jobs (wall times are shown too); *× torchjd's best* = the same over the fastest
   `torchjd-*` arm of the same run (torchjd 0.18 `mtl_backward` on the shared features, then `jac_to_grad` with the
   aggregator, Gramian path where the aggregator has one). The FLOP floor of T full backward passes is (1 + 2T)/3 = 2.33×.
 - peftlab's per-task path: one batched backward (`torch.autograd.grad(..., is_grads_batched=True)`) gives per-parameter
