@@ -39,7 +39,7 @@ BUDGETS: dict[str, list[str]] = {
     "python train.py": ["trainer.max_epochs=1", "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"],
     "python eval.py": ["++trainer.limit_test_batches=2"],
     "python scripts/bench_overhead.py": ["--epochs", "5"],
-    "python scripts/bench_weighting.py": ["--no-bert", "--digits-steps", "2", "--digits-rounds", "1"],
+    "python scripts/bench_weighting.py": ["--no-bert", "--no-lora", "--digits-steps", "2", "--digits-rounds", "1"],
     "python scripts/bench_pruning.py": ["--quick"],
     "python scripts/bench_weighting_accuracy.py": ["--methods", "pcgrad", "--seeds", "0"],
     "python scripts/bench_causal_lm.py": ["--layers", "1", "--seq", "32", "--batch", "2", "--rounds", "1", "--new-tokens", "4"],

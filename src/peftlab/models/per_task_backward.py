@@ -6,15 +6,20 @@ parameters (and the shared features in ``representation`` mode), the task-specif
 the weighting, and keeps for itself the non-finite guard, logging, the optimizer and the
 accumulation window.
 
-1. one ``autograd.grad`` per task into a preallocated [T, P] float32 buffer (each task's gradient
-   tensors are freed as soon as they are copied in);
-2. DDP: average the buffer over ranks (one collective) — global-batch semantics (in
-   ``representation`` mode the feature rows stay per rank: they belong to different samples);
-3. per-task clipping (optional); the shared part combined by the weighting: a gradient method
-   gets the rows (:meth:`~peftlab.weighting.Weighting.combine_gradients`, its only hook), a
-   loss-based method weighs them by ∂objective/∂L_i; each head gets its own task's gradient;
-4. added into ``.grad`` divided by the accumulation count (a missing ``.grad`` becomes a view
-   into the combined buffer).
+1. one batched backward pass (``is_grads_batched``) gives every task's gradient as per-parameter
+   ``[T, *shape]`` blocks (:class:`~peftlab.models.task_jacobian.TaskJacobian`; the graph is freed
+   as it is walked);
+2. DDP: average the blocks over ranks — global-batch semantics (in ``representation`` mode the
+   feature rows stay per rank: they belong to different samples);
+3. a method that needs only the Gram matrix (:attr:`~peftlab.weighting.Weighting.combines_from_gram`,
+   ``params`` mode, no per-task clipping) gets ``G Gᵀ`` summed block by block, and its combined
+   direction is added into ``.grad`` block by block: the per-task gradients are read twice (Gram,
+   combination) and never copied. Everything else gets the flat ``[T, P]`` float32 rows: per-task
+   clipping (optional), then a gradient method combines them
+   (:meth:`~peftlab.weighting.Weighting.combine_gradients`, its only hook), a loss-based method
+   weighs them by ∂objective/∂L_i; each head gets its own task's gradient;
+4. added into ``.grad`` divided by the accumulation count (a missing ``.grad`` becomes the combined
+   tensor itself, no copy).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch import nn
 
 from peftlab.distributed import all_reduce_mean
+from peftlab.models.task_jacobian import TaskJacobian
 from peftlab.weighting import Weighting
 
 
@@ -83,12 +89,25 @@ def per_task_backward(
         wgrads = list(grads[len(names) :])
 
     targets = ([features] if features is not None else list(shared)) + list(rest)
-    n_shared = features.numel() if features is not None else sum(p.numel() for p in shared)
-    rows = task_gradient_rows(losses, targets, grad_scale)
-    all_reduce_mean(rows if features is None else rows[:, n_shared:])  # global-batch semantics
-    bad = [n for n, ok in zip(names, torch.isfinite(rows).all(dim=1).tolist()) if not ok]
+    n_front = 1 if features is not None else len(shared)  # targets the weighting combines
+    jac = TaskJacobian.of([losses[n] for n in names], targets, grad_scale, retain_graph=features is not None)
+    jac.all_reduce_mean(start=0 if features is None else 1)  # global-batch semantics
+    bad = [n for n, ok in zip(names, jac.finite_rows()) if not ok]
+    if len(bad) > 1:  # one batched pass: an Inf loss turns the other rows' 0 · Inf into NaN; name the cause
+        bad = [n for n in bad if not bool(torch.isfinite(losses[n]).all())] or bad
     if bad and skip_non_finite:
         return PerTaskBackwardResult(objective, bad, skipped=True)
+    if loss_coeffs is None and clip_rows is None and features is None and weighting.combines_from_gram:
+        present = [weighting.task_names.index(n) for n in names]
+        coeffs = weighting.gram_coefficients(jac.gram(n_front), present)
+        factor = 1.0 / accumulation
+        jac.combine_into_grads(shared, coeffs, 0, factor)
+        jac.combine_into_grads(rest, None, n_front, factor)
+        return PerTaskBackwardResult(objective, bad, skipped=False)
+
+    n_shared = features.numel() if features is not None else sum(p.numel() for p in shared)
+    rows = jac.to_rows()
+    del jac
     if clip_rows is not None:
         clip_rows(rows, grad_scale)
 
@@ -117,22 +136,6 @@ def loss_scale(scaler, device: torch.device) -> float:
     the task losses by, like ``scaler.scale(loss)`` would; this also initialises the scaler's lazily
     created scale (Lightning unscales the combined gradient before clipping)."""
     return float(scaler.scale(torch.ones((), device=device))) if scaler is not None else 1.0
-
-
-def task_gradient_rows(losses: dict[str, torch.Tensor], targets: Sequence[torch.Tensor], scale: float = 1.0) -> torch.Tensor:
-    """``[T, P]`` float32: row k is the flat gradient of the k-th loss (× ``scale``) with respect to ``targets`` (0 where unused)."""
-    device = next(iter(losses.values())).device
-    sizes = [t.numel() for t in targets]
-    rows = torch.zeros(len(losses), sum(sizes), device=device)
-    for k, loss in enumerate(losses.values()):
-        grads = torch.autograd.grad(loss * scale, targets, retain_graph=True, allow_unused=True)
-        offset = 0
-        for g, n in zip(grads, sizes):
-            if g is not None:
-                rows[k, offset : offset + n] = g.reshape(-1)
-            offset += n
-        del grads
-    return rows
 
 
 def flat_grad(grads: Sequence[torch.Tensor | None], params: Sequence[nn.Parameter], like: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,11 @@ Two kinds of method:
   computes one gradient per task of the shared parameters (or of the shared representation),
   averages them across DDP ranks and hands the rows to :meth:`Weighting.combine_gradients`, the
   one hook a gradient method needs (a method that works on the raw rows, GradDrop or GradVac,
-  overrides it). Every method here (PCGrad, CAGrad, MGDA, IMTL-G) only needs the T×T Gram
-  matrix of the task gradients, so the combined gradient is ``Σ_i α_i g_i`` with α computed from
-  ``G Gᵀ`` by :meth:`GradientWeighting.coefficients`.
+  overrides it). A method that does not override it (PCGrad, CAGrad, MGDA, IMTL-G, UPGrad, …)
+  only needs the T×T Gram matrix of the task gradients: the combined gradient is ``Σ_i α_i g_i``
+  with α computed from ``G Gᵀ`` by :meth:`GradientWeighting.coefficients`, and
+  (:attr:`Weighting.combines_from_gram`) ``per_task_backward`` then sums the Gram matrix per
+  parameter block and writes the combination straight into ``.grad``, never building the rows.
 
 What a method needs from the training step is declared on :class:`Weighting` as class attributes
 (``needs_task_gradients``, ``uses_shared``, ``mode`` with its allowed ``MODES``); the module reads
@@ -103,6 +105,12 @@ class Weighting(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} does not combine per-task gradients")
 
+    @property
+    def combines_from_gram(self) -> bool:
+        """True when the update is ``Σ_i α_i g_i`` with α from the Gram matrix alone (:meth:`gram_coefficients`):
+        ``per_task_backward`` then never builds the flat rows. False here (loss-based methods)."""
+        return False
+
     def alpha(self) -> dict[str, float]:
         """Effective weight of each task at this point of training."""
         raise NotImplementedError
@@ -178,11 +186,20 @@ class GradientWeighting(Weighting):
         """Combination weights α (length T) from the Gram matrix of the task gradients."""
         raise NotImplementedError
 
+    @property
+    def combines_from_gram(self) -> bool:
+        """True unless the subclass overrides :meth:`combine_gradients` (a method on the raw rows, or one
+        that keeps state of them): its update is then ``Σ_i α_i g_i`` with α from :meth:`gram_coefficients`."""
+        return type(self).combine_gradients is GradientWeighting.combine_gradients
+
     def combine_gradients(self, rows: torch.Tensor, present: Sequence[int] | None = None, per_rank: bool = False) -> torch.Tensor:
         """``Σ_i α_i g_i`` for the rows ``g_i`` of ``rows`` ([T, P]), α from their Gram matrix; records α for :meth:`alpha`."""
-        gram = self.gram_matrix(rows, per_rank)
-        coeffs = self.record(self.coefficients(gram.cpu().numpy()), present)
+        coeffs = self.gram_coefficients(self.gram_matrix(rows, per_rank), present)
         return coeffs.to(rows) @ rows
+
+    def gram_coefficients(self, gram: torch.Tensor, present: Sequence[int] | None = None) -> torch.Tensor:
+        """α (float64 tensor, recorded for :meth:`alpha`) from the Gram matrix ``G Gᵀ`` of the present tasks' gradients."""
+        return self.record(self.coefficients(gram.cpu().numpy()), present)
 
     def gram_matrix(self, rows: torch.Tensor, per_rank: bool = False) -> torch.Tensor:
         """``G Gᵀ`` of the rows as float64 (summed over DDP ranks / W² when ``per_rank``: the global gradient's Gram matrix)."""

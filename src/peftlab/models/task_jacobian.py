@@ -1,0 +1,108 @@
+"""``TaskJacobian``: every task's gradient from one batched backward pass, kept as per-target blocks.
+
+Why batched: the T per-task backward passes differ only in their ``grad_outputs`` (row k of the
+identity for the stacked losses), so ``torch.autograd.grad(..., is_grads_batched=True)`` runs them
+as one vmapped pass (what torchjd's ``autojac`` engine does with ``torch.vmap`` over its VJP).
+The graph is walked once and freed as it goes (no ``retain_graph`` over T passes), and each
+target's gradient arrives as one ``[T, *shape]`` block.
+
+Why blocks rather than one flat ``[T, P]`` matrix: the blocks *are* the T × P floats; copying
+them into a flat buffer would hold two copies at once. Methods that need only the Gram matrix
+(:attr:`~peftlab.weighting.Weighting.combines_from_gram`) get ``G Gᵀ`` summed block by block and
+the combined direction is written into ``.grad`` one block at a time (each block freed after it
+is used); methods that work on the raw rows get the flat matrix from :meth:`TaskJacobian.to_rows`,
+filled block by block while the blocks are released (one T × P copy, plus one block, at a time).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from peftlab.distributed import all_reduce_mean
+
+
+class TaskJacobian:
+    """Row k is the gradient of the k-th loss with respect to ``targets``, stored as one ``[T, *shape]``
+    block per target (None where no loss reaches the target: a zero block).
+
+    Args:
+        blocks: one block per target, or None.
+        targets: the tensors the gradients were taken of (their shapes and numels).
+        n_tasks: T.
+    """
+
+    def __init__(self, blocks: list[torch.Tensor | None], targets: Sequence[torch.Tensor], n_tasks: int):
+        self.blocks, self.targets, self.n_tasks = blocks, list(targets), n_tasks
+
+    @classmethod
+    def of(cls, losses: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], scale: float = 1.0, retain_graph: bool = False) -> "TaskJacobian":
+        """The Jacobian of ``losses`` (× ``scale``) with respect to ``targets``, by one batched backward pass."""
+        stacked = torch.stack([loss.reshape(()) for loss in losses])
+        eye = torch.eye(len(losses), dtype=stacked.dtype, device=stacked.device) * scale
+        if len(losses) == 1:  # vmap over one row buys nothing; plain autograd keeps its fast paths
+            grads = torch.autograd.grad(stacked, targets, grad_outputs=eye[0], retain_graph=retain_graph, allow_unused=True)
+            blocks = [g.unsqueeze(0) if g is not None else None for g in grads]
+        else:
+            grads = torch.autograd.grad(stacked, targets, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True)
+            blocks = list(grads)
+        del grads
+        return cls(blocks, targets, len(losses))
+
+    def all_reduce_mean(self, start: int = 0) -> None:
+        """Average the blocks from ``start`` on over DDP ranks (global-batch semantics; a no-op without DDP)."""
+        for block in self.blocks[start:]:
+            if block is not None:
+                all_reduce_mean(block)
+
+    def finite_rows(self) -> list[bool]:
+        """Per task: whether its whole gradient row is finite."""
+        ok = torch.ones(self.n_tasks, dtype=torch.bool, device=self.targets[0].device)
+        for block in self.blocks:
+            if block is not None:
+                ok &= torch.isfinite(block.reshape(self.n_tasks, -1)).all(dim=1)
+        return ok.tolist()
+
+    def gram(self, stop: int) -> torch.Tensor:
+        """``G Gᵀ`` (float64, T×T) of the rows restricted to the first ``stop`` targets, summed block by block
+        (each block's product in float32, like the flat product was; the sum in float64)."""
+        gram = torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.float64, device=self.targets[0].device)
+        for block in self.blocks[:stop]:
+            if block is not None:
+                flat = block.reshape(self.n_tasks, -1).float()
+                gram += (flat @ flat.T).double()
+        return gram
+
+    def combine_into_grads(self, params: Sequence[torch.Tensor], coeffs: torch.Tensor | None, start: int, factor: float) -> None:
+        """Add ``factor · Σ_k coeffs_k · row_k`` (``coeffs`` None: the plain sum of the rows) of the targets from
+        ``start`` on into ``params``' ``.grad`` (one parameter per target), releasing each block once used."""
+        for i, p in zip(range(start, start + len(params)), params):
+            block, self.blocks[i] = self.blocks[i], None
+            if block is None:
+                continue
+            flat = block.reshape(self.n_tasks, -1).float()
+            g = (coeffs.to(flat) @ flat if coeffs is not None else flat.sum(dim=0)).view_as(p)
+            del block, flat
+            if factor != 1.0:
+                g.mul_(factor)
+            if p.grad is None:
+                p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
+            else:
+                p.grad.add_(g)
+
+    def to_rows(self) -> torch.Tensor:
+        """The flat ``[T, P]`` float32 matrix (zeros where a target is unused); the blocks are released as they are copied."""
+        sizes = [t.numel() for t in self.targets]
+        device = self.targets[0].device
+        rows = torch.empty(self.n_tasks, sum(sizes), device=device)  # untouched pages cost nothing until written
+        offset = 0
+        for i, n in enumerate(sizes):
+            block, self.blocks[i] = self.blocks[i], None
+            if block is None:
+                rows[:, offset : offset + n] = 0
+            else:
+                rows[:, offset : offset + n] = block.reshape(self.n_tasks, -1)
+            del block
+            offset += n
+        return rows
