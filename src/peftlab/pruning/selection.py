@@ -23,7 +23,17 @@ MODULE_TYPES = {
     "Conv2d": nn.Conv2d,
     "Embedding": nn.Embedding,
     "LayerNorm": nn.LayerNorm,
+    "Conv1D": None,  # transformers.pytorch_utils.Conv1D (GPT-2's linear layer, weight [in, out]); imported only when named
 }
+
+
+def module_type(name: str) -> type:
+    """The class ``module_types`` names (``Conv1D`` imported from transformers on first use: it takes seconds)."""
+    if name == "Conv1D":
+        from transformers.pytorch_utils import Conv1D
+
+        return Conv1D
+    return MODULE_TYPES[name]
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ def select_targets(
     unknown = [t for t in module_types if t not in MODULE_TYPES]
     if unknown or not module_types:
         raise ConfigError(f"{key}.module_types", f"must be a non-empty list of {', '.join(MODULE_TYPES)}; got {list(module_types)}")
-    types = tuple(MODULE_TYPES[t] for t in module_types)
+    types = tuple(module_type(t) for t in module_types)
     root = model
     if scope:
         try:

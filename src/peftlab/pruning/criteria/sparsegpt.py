@@ -70,7 +70,7 @@ def sparsegpt_prune(
         i2 = min(i1 + blocksize, cols)
         W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
         d = torch.diag(Hinv1)
-        Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
+        ErrT = torch.empty(i2 - i1, rows, dtype=W.dtype, device=W.device)  # the block's errors, one contiguous row per column
         forced = gone[:, i1:i2] if gone is not None else None
         if mask is not None:
             drop1 = mask[:, i1:i2] == 0
@@ -78,6 +78,7 @@ def sparsegpt_prune(
             drop1 = _lowest(W1**2 / d.reshape(1, -1) ** 2, amount_to_k(sparsity, W1.numel()), forced)
         else:
             drop1 = torch.zeros_like(W1, dtype=torch.bool)
+        scaleT = (drop1 / d.reshape(1, -1)).t().contiguous()  # err = (w - q) / d = w * drop / d: q is w with the dropped entries zeroed
         for i in range(i2 - i1):
             if n_m is not None and mask is None and i % n_m[1] == 0:
                 m = n_m[1]
@@ -87,14 +88,11 @@ def sparsegpt_prune(
                 k = min(m - n_m[0], int(round(sparsity * m)))
                 if k > 0:
                     drop1[:, i : i + m].scatter_(1, torch.topk(tmp, k, dim=1, largest=False).indices, True)
-            w = W1[:, i]
-            q = torch.where(drop1[:, i], torch.zeros_like(w), w)
-            Q1[:, i] = q
-            err = (w - q) / d[i]
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)  # OBS update of the block's remaining columns
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of everything right of the block
+                scaleT[i : i + m] = (drop1[:, i : i + m] / d[i : i + m].reshape(1, -1)).t()
+            torch.mul(W1[:, i], scaleT[i], out=ErrT[i])
+            W1[:, i:].addr_(ErrT[i], Hinv1[i, i:], alpha=-1.0)  # OBS update of the block's remaining columns (column i becomes q)
+        W[:, i1:i2] = W1.masked_fill(drop1, 0.0)  # (kept entries are exactly q already; dropped ones are w - w, zeroed exactly)
+        W[:, i2:] -= ErrT.t() @ Hinv[i1:i2, i2:]  # lazy batch update of everything right of the block
         drop[:, i1:i2] = drop1
     return W, ~drop
 
@@ -117,15 +115,14 @@ class SparseGPT(CalibratedCriterion):
         if self.n_m is not None and self.blocksize % self.n_m[1]:
             raise ConfigError(f"{KEY}.blocksize", f"must be a multiple of M={self.n_m[1]} for N:M (groups may not straddle blocks); got {blocksize}")
 
-    def new_stats(self, target):
-        n = target.tensor.shape[1]
-        return {"xtx": torch.zeros(n, n, dtype=torch.float32, device=target.tensor.device)}
+    def new_stats(self, width, device):
+        return {"xtx": torch.zeros(width, width, dtype=torch.float32, device=device)}
 
     def fold(self, stats, x):
         stats["xtx"].addmm_(x.t(), x)
 
-    def layer_mask(self, target, stats, tokens, sparsity, pruned):
+    def layer_mask(self, weight, stats, tokens, sparsity, pruned):
         hessian = stats["xtx"] * (2.0 / max(1, tokens))
-        w, keep = sparsegpt_prune(target.tensor, hessian, sparsity, self.n_m, self.blocksize, self.dampening, pruned)
-        target.tensor.copy_(w.to(target.tensor.dtype))
+        w, keep = sparsegpt_prune(weight, hessian, sparsity, self.n_m, self.blocksize, self.dampening, pruned)
+        weight.copy_(w.to(weight.dtype))  # (a view: a Conv1D weight is written back transposed)
         return keep.float()
