@@ -22,7 +22,12 @@ from torch import nn
 
 from peftlab.pruning.calibration import Run, layer_inputs, token_mask
 
-NO_CACHE = ("past_key_value", "past_key_values", "layer_past")  # a decoder's KV cache: re-running a block must not append to it
+NO_CACHE = ("past_key_value", "past_key_values", "layer_past", "cache")  # a decoder's KV cache: re-running a block must not append to it
+
+
+def _no_cache(value: Any) -> Any:
+    """None for a Hugging Face KV cache object (GPT-2 passes it positionally), the value otherwise."""
+    return None if any(c.__name__ == "Cache" for c in type(value).__mro__) else value
 
 
 def find_blocks(model: nn.Module, modules: Sequence[nn.Module]) -> list[nn.Module]:
@@ -85,7 +90,8 @@ class BlockInputs:
                         state["first"] = hidden
                     elif not (hidden is state["last"] or (state["last"] is not None and hidden.shape == state["last"].shape and torch.equal(hidden, state["last"]))):
                         state["chained"] = False  # something sits between block i-1 and block i
-                    kwargs = {k: (None if k in NO_CACHE else v) for k, v in kwargs.items()}
+                    args = tuple(_no_cache(a) for a in args)
+                    kwargs = {k: (None if k in NO_CACHE else _no_cache(v)) for k, v in kwargs.items()}
                     if "use_cache" in kwargs:
                         kwargs["use_cache"] = False
                     calls[i] = _with_hidden(args, kwargs, None)  # the hidden state itself is not kept (memory)

@@ -9,6 +9,7 @@ prunable (the base layers they wrap are).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -27,12 +28,11 @@ MODULE_TYPES = {
 }
 
 
-def module_type(name: str) -> type:
-    """The class ``module_types`` names (``Conv1D`` imported from transformers on first use: it takes seconds)."""
+def module_type(name: str) -> type | None:
+    """The class ``module_types`` names; None for ``Conv1D`` while transformers is not loaded (then no model holds one)."""
     if name == "Conv1D":
-        from transformers.pytorch_utils import Conv1D
-
-        return Conv1D
+        utils = sys.modules.get("transformers.pytorch_utils")  # (importing transformers takes seconds; a digits run need not)
+        return getattr(utils, "Conv1D", None)
     return MODULE_TYPES[name]
 
 
@@ -70,7 +70,7 @@ def select_targets(
     unknown = [t for t in module_types if t not in MODULE_TYPES]
     if unknown or not module_types:
         raise ConfigError(f"{key}.module_types", f"must be a non-empty list of {', '.join(MODULE_TYPES)}; got {list(module_types)}")
-    types = tuple(module_type(t) for t in module_types)
+    types = tuple(c for c in map(module_type, module_types) if c is not None)
     root = model
     if scope:
         try:
