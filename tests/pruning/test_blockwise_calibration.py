@@ -168,3 +168,24 @@ def test_gpt2_sparsegpt_beats_magnitude_on_the_outputs(gpt2_dir):
         prune(module, criterion, text_batches(n=3), module_types=["Conv1D"])
         errors[name] = float(torch.linalg.norm(features(module) - ref))
     assert errors["sparsegpt"] < errors["magnitude"]
+
+
+def test_a_layer_after_the_chain_sees_the_pruned_chains_outputs(bert_dir):
+    """The pooler is scored from the replayed chain outputs: equal to its inputs in a full forward of the pruned encoder."""
+    data = text_batches(n=3)
+    module = hf_module(bert_dir, FullSharing()).eval()
+    cb = prune(module, Wanda(), data)
+    pooler = next(t for t in cb.targets if "pooler" in t.name).module
+    sq = torch.zeros(pooler.in_features)
+    handle = pooler.register_forward_pre_hook(lambda _m, args: sq.add_((args[0] ** 2).sum(0)))
+    run = model_forward(module)
+    with torch.no_grad():
+        for batch in data:
+            run(batch)
+    handle.remove()
+    mask = get_mask(pooler, "weight")
+    score = pooler.weight.detach().abs() * sq.sqrt()
+    score[mask == 0] = float("-inf")  # (the pruned weights are zero now; recompute the ranking among all)
+    keep = torch.ones_like(score)
+    keep.scatter_(1, score.argsort(dim=1)[:, : pooler.in_features // 2], 0.0)
+    assert torch.equal(mask, keep)

@@ -83,7 +83,8 @@ class CalibratedCriterion(Criterion):
         cache: BlockInputs | None = None
         for u in forward_order(units, self.run, self.batches[0]):
             if u < len(lone):
-                self._prune_layer(targets, lone[u], masks, sparsity)
+                after_chain = cache is not None and cache.advanced == len(blocks)
+                self._prune_layer(targets, lone[u], masks, sparsity, cache.replaying(self.run, self.batches) if after_chain else self.run)
                 continue
             b = u - len(lone)
             if cache is None:  # the first block reached: earlier layers are pruned, record every block's inputs
@@ -103,11 +104,11 @@ class CalibratedCriterion(Criterion):
             cache.advance(b)
         return masks  # type: ignore[return-value]
 
-    def _prune_layer(self, targets: list[Target], i: int, masks: list, sparsity: float) -> None:
-        """Record target ``i``'s inputs with a forward per batch, then prune it."""
+    def _prune_layer(self, targets: list[Target], i: int, masks: list, sparsity: float, run: Run | None = None) -> None:
+        """Record target ``i``'s inputs with a forward per batch (``run``, default the model's), then prune it."""
         t = targets[i]
         stats = self.new_stats(rows_view(t.module, t.tensor).shape[1], t.tensor.device)
-        tokens = record_inputs(t.module, self.run, self.batches, lambda x: self.fold(stats, x))
+        tokens = record_inputs(t.module, run or self.run, self.batches, lambda x: self.fold(stats, x))
         self._apply(targets, i, stats, tokens, sparsity, masks)
 
     def _apply(self, targets: list[Target], i: int, stats: dict, tokens: int, sparsity: float, masks: list) -> None:
