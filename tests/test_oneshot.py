@@ -27,6 +27,14 @@ def test_oneshot_sparsegpt_2_4_from_a_dense_checkpoint(make_cfg):
     for name, mask in masks.items():
         assert torch.equal(sd[name[: -len("_mask")]] * mask, sd[name[: -len("_mask")]])
 
+    from peftlab.export import export_checkpoint
+
+    semi = export_checkpoint(metrics["ckpt_path"], str(Path(metrics["run_dir"]) / "model.pt"))["semi_structured"]
+    if torch.cuda.is_available():  # the GPU's sparse kernels, timed against dense
+        assert semi["applied"] and semi["layers"] == len(masks) and semi["speedup"] > 0
+    else:
+        assert not semi["applied"] and semi["note"].startswith("skipped: torch.sparse.to_sparse_semi_structured runs on CUDA")
+
     from peftlab.evaluate import evaluate
 
     again = evaluate(make_cfg(f"ckpt_path={metrics['ckpt_path']}", config_name="eval"))
