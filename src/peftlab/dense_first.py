@@ -9,10 +9,11 @@ dense run that completed is not trained again (its checkpoint is taken).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from peftlab.errors import ConfigError
 
@@ -32,11 +33,25 @@ def dense_config(cfg: DictConfig, out_dir: Path, sharing: Any = None) -> DictCon
 
 
 def train_dense(dense: DictConfig, keep: dict[str, Any]) -> str | None:
-    """Train (or continue, or take the completed) dense run of ``dense``; its checkpoint. ``keep`` gets the model when trained here."""
-    from peftlab.runs.auto_resume import run_or_continue
+    """Train (or continue, or take the completed) dense run of ``dense``; its checkpoint. ``keep`` gets the model when trained here.
+
+    As auto-resume does for a job (:mod:`peftlab.runs.auto_resume`, a layer above this one): a
+    completed dense run is taken, one with ``checkpoints/last.ckpt`` continues from it. The dense
+    dir lies inside the outer run dir, which auto-resume has already matched to this same command.
+    """
     from peftlab.train import train
 
-    metrics = run_or_continue(lambda c: train(c, keep), dense)
+    out = Path(dense.paths.output_dir)
+    done = out / "metrics.json"
+    if done.is_file():
+        metrics = json.loads(done.read_text())
+        if metrics.get("status") == "completed":
+            return metrics.get("ckpt_path")
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        with open_dict(dense):
+            dense.ckpt_path = str(last)
+    metrics = train(dense, keep)
     if metrics.get("status") != "completed":
-        raise ConfigError("strategy.from_ckpt", f"the dense run in {dense.paths.output_dir} did not complete ({metrics.get('error', 'no error recorded')})")
+        raise ConfigError("strategy.from_ckpt", f"the dense run in {out} did not complete ({metrics.get('error', 'no error recorded')})")
     return metrics.get("ckpt_path")
