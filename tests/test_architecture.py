@@ -18,7 +18,7 @@ LAYERS = [
     ["callbacks"],
     ["reporting"],
     ["builders"],
-    ["train", "evaluate", "export", "inference", "generate_text", "predict", "oneshot"],
+    ["train", "evaluate", "export", "inference", "generate_text", "predict", "oneshot", "dense_first", "recover"],
     ["runs"],
     ["config"],
     ["cli"],

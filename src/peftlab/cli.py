@@ -114,9 +114,11 @@ def _check_overrides(config_name: str) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _train_main(cfg: DictConfig) -> float | None:
     from peftlab.oneshot import oneshot_prune
+    from peftlab.recover import prune_recover
     from peftlab.train import train
 
-    recipe = oneshot_prune if cfg.strategy.get("recipe") == "oneshot" else train  # strategy=oneshot_prune: no fit
+    # strategy=oneshot_prune: no fit; strategy=prune_recover: dense weights, one-shot pruning, LoRA fit
+    recipe = {"oneshot": oneshot_prune, "recover": prune_recover}.get(cfg.strategy.get("recipe"), train)
     quiet_framework_noise()
     prepare_job()  # DDP children of this job run only this job (runs/multirun_ddp.py)
     exit_on_sigterm_under_slurm()  # a requeued/cancelled SLURM job exits without recording a failure

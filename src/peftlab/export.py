@@ -30,6 +30,7 @@ from peftlab.pruning.adapter_gates import gate_pruned_rows
 from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.pruning.masks import reapply_masks
 from peftlab.pruning.unit_layout import is_conv1d, out_features
+from peftlab.pruning.semi_structured import semi_structured_report
 
 
 def load_masked_model(ckpt_path: str, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
@@ -97,6 +98,7 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
     if diff > tolerance:
         raise RuntimeError(f"exported model differs from the masked model by {diff:.3g} > {tolerance}")
     params_after = sum(p.numel() for p in model.parameters())
+    semi = semi_structured_report(model) if _n_m(cfg) == [2, 4] else None  # 2:4: GPU sparse kernels timed, or a note on a CPU
     # auto: store each 2-D weight that is more than half zeros as CSR (only those get smaller)
     use_sparse = sparse in ("true", "auto")
     meta = {"source_checkpoint": str(ckpt_path), "merged_lora": merged, "removed": removed, "max_abs_diff": diff, "params": params_after}
@@ -115,7 +117,15 @@ def export_checkpoint(ckpt_path: str, out: str, sparse: str = "auto", overwrite:
         "merged_lora": merged,
         "bytes_out": out_path.stat().st_size,
         "bytes_dense": bytes_dense,
+        "semi_structured": semi,
     }
+
+
+def _n_m(cfg: Any) -> list[int] | None:
+    """The ``criterion.n_m`` a checkpoint was pruned with (None when unstructured or unpruned)."""
+    pruning = OmegaConf.to_container(cfg, resolve=True).get("strategy", {}).get("pruning") or {}
+    n_m = (pruning.get("criterion") or {}).get("n_m") if isinstance(pruning, dict) else None
+    return list(n_m) if n_m else None
 
 
 def load_exported(path: str, trust_remote_code: bool = False) -> nn.Module:

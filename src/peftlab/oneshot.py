@@ -2,8 +2,8 @@
 
 The model is the one ``strategy.from_ckpt`` (a dense run's checkpoint) was trained as, rebuilt
 from the config stored in it, with its weights; its data is that run's data. Without
-``from_ckpt`` the dense model is trained first, as ``strategy=share`` would (into ``<run dir>/dense``),
-and then pruned; only calibration and pruning are timed. The pruning
+``from_ckpt`` the dense model is trained first, as ``strategy=share`` would (into ``<run dir>/dense``,
+resumed from its last.ckpt when the command is run again after an interruption), and then pruned; only calibration and pruning are timed. The pruning
 callback of ``strategy.pruning`` (Wanda, SparseGPT, magnitude, …) prunes it once to
 ``final_sparsity`` from ``calibration.batches`` training batches; the test split is evaluated
 (dense first when ``strategy.compare_dense``), and ``checkpoints/pruned.ckpt`` is written with
@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.builders import build_trainer
 from peftlab.callbacks.calibration_batches import EvalMode
 from peftlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from peftlab.dense_first import dense_config, train_dense
 from peftlab.errors import ConfigError
 from peftlab.export import load_masked_model
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
@@ -98,16 +99,16 @@ def prune_once(pruning: Any, model: torch.nn.Module, datamodule: Any) -> None:
 
 
 def _train_dense(cfg: DictConfig, out_dir: Path) -> tuple[torch.nn.Module, DictConfig, Any, str | None]:
-    """Train the dense model of ``cfg`` (no pruning) into ``out_dir``; its tested model, config, datamodule and checkpoint."""
-    from peftlab.train import train
-
-    dense = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    dense.paths.output_dir = str(out_dir)
-    dense.strategy.pruning = {"enabled": False}
-    dense.strategy.recipe = None
+    """Train the dense model of ``cfg`` (no pruning) into ``out_dir``, or continue / take it there; its tested model, config, datamodule and checkpoint."""
     keep: dict[str, Any] = {}
-    metrics = train(dense, keep)
-    return keep["model"], dense, keep["datamodule"], metrics.get("ckpt_path")
+    dense = dense_config(cfg, out_dir)
+    ckpt = train_dense(dense, keep)
+    if "model" not in keep:  # completed by an earlier start of this command: not trained again
+        if not ckpt:
+            raise ConfigError(KEY, f"the dense run in {out_dir} completed without a checkpoint to prune; enable checkpoints (callbacks=default) or give strategy.from_ckpt")
+        model, dense, datamodule = load_masked_model(ckpt, bool(cfg.model.get("trust_remote_code", False)))
+        return model, dense, datamodule, ckpt
+    return keep["model"], dense, keep["datamodule"], ckpt
 
 
 def _pruned_config(train_cfg: DictConfig, cfg: DictConfig) -> dict[str, Any]:

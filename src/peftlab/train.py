@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -28,11 +28,12 @@ from peftlab.reporting.wandb_run import log_final_report
 from peftlab.validators import check_int
 
 
-def train(cfg: DictConfig, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, keep: dict[str, Any] | None = None, first_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Train the configured multi-task model and return the contents of ``metrics.json``.
 
     ``keep``: a dict that receives the tested ``model`` and its ``datamodule`` (what
     ``strategy=oneshot_prune`` prunes when it trains the dense model itself).
+    ``first_callbacks``: callbacks placed before all others (``strategy=prune_recover`` loads the dense weights with one).
     """
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
@@ -47,7 +48,8 @@ def train(cfg: DictConfig, keep: dict[str, Any] | None = None) -> dict[str, Any]
     timer = StepTimer()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = (
-        build_callbacks(cfg)
+        list(first_callbacks)
+        + build_callbacks(cfg)
         + build_strategy_callbacks(cfg)
         + [
             timer,

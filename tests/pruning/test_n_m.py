@@ -74,3 +74,18 @@ def test_sparsegpt_refuses_a_conv_layer():
     with pytest.raises(ConfigError) as err:
         PruningCallback(criterion=SparseGPT()).attach(conv)
     assert err.value.key == "strategy.pruning.module_types" and "Conv1d" in str(err.value)
+
+
+def test_semi_structured_report_on_a_2_4_layer():
+    from peftlab.pruning.semi_structured import semi_structured_report
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 32)
+    with torch.no_grad():
+        layer.weight.mul_(torch.tensor([1.0, 0.0, 1.0, 0.0]).repeat(16))  # 2 of every 4 inputs kept
+    report = semi_structured_report(torch.nn.Sequential(layer, torch.nn.Linear(64, 64)))
+    assert report["layers"] == 1  # the dense second layer is not 2:4
+    if torch.cuda.is_available():
+        assert report["applied"] and report["speedup"] > 0
+    else:
+        assert not report["applied"] and "CUDA" in report["note"]

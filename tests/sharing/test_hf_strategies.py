@@ -8,6 +8,7 @@ import torch
 from hf_helpers import VOCAB, quick_trainer, save_tiny_bert
 from peftlab.builders import build_model, build_trainer
 from peftlab.callbacks.pruning import PruningCallback
+from peftlab.pruning.adapter_gates import gate_pruned_rows
 from peftlab.pruning.criteria import Magnitude
 
 WEIGHTINGS = ["equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "cagrad", "mgda", "imtl", "famo"]
@@ -94,6 +95,7 @@ def test_magnitude_pruning_of_frozen_base_weights_survives_an_adapter_only_check
     reloaded = build_model(cfg)
     reloaded.on_load_checkpoint(ckpt)
     reloaded.load_state_dict(ckpt["state_dict"])
+    gate_pruned_rows(reloaded.body.adapter_layers())  # as eval/export/predict load it: the LoRA update masked like its base
     model.eval(), reloaded.eval()
     batch = digits_task_batches(1)[0]
     with torch.no_grad():

@@ -134,7 +134,7 @@ class PruningCallback(L.Callback):
     def calibrate(self, source: Any, pl_module: nn.Module) -> None:
         """Hand a calibrated criterion (Wanda, SparseGPT) its batches (from ``source``: a Trainer or a datamodule) and the model's forward."""
         if self.criterion.needs_calibration:
-            self.criterion.calibrate_with(model_forward(pl_module), calibration_batches(source, self.calibration["batches"]))
+            self.criterion.calibrate_with(model_forward(pl_module), calibration_batches(source, self.calibration["batches"]), pl_module)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""

@@ -2,10 +2,12 @@
 
 Wanda and SparseGPT score a layer from its inputs ``X`` (``[tokens, in_features]``). Layers are
 visited in the order the forward pass reaches them, and each layer's inputs are recorded with
-every layer before it already pruned (the papers' sequential scheme, here layer by layer rather
-than block by block). Only statistics of ``X`` are kept (a callback folds each batch into them),
-never the activations themselves. A forward pre-hook records the layer's input and stops the
-pass there, so calibrating layer i costs the forward up to layer i, not the whole model.
+every layer before it already pruned (the papers' sequential scheme). Layers inside a chain of
+transformer blocks go block by block from cached block inputs (:mod:`peftlab.pruning.blockwise`);
+the others (an MLP's layers, a pooler) one at a time here: a forward pre-hook records the layer's
+input and stops the pass there, so calibrating such a layer costs the forward up to it. Only
+statistics of ``X`` are kept (a callback folds each batch into them), never the activations.
+Padded token positions (``attention_mask`` 0) are left out of the statistics.
 
 ``run(batch)`` is the caller's forward of one batch (the model, inputs on its device, eval mode,
 no gradients); this module never reads a model's structure.
@@ -47,18 +49,33 @@ def forward_order(modules: Sequence[nn.Module], run: Run, batch: Any) -> list[in
     return order + [i for i in range(len(modules)) if i not in order]
 
 
-def layer_inputs(x: torch.Tensor) -> torch.Tensor:
-    """A Linear layer's input as ``[tokens, in_features]`` float32 (batch and sequence axes flattened)."""
-    return x.detach().reshape(-1, x.shape[-1]).float()
+def token_mask(batch: Any) -> torch.Tensor | None:
+    """The batch's ``attention_mask`` (``[batch, seq]``, 1 = real token), or None (no padding to leave out)."""
+    inputs = batch.get("inputs", batch) if isinstance(batch, dict) else None
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    return mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
+def layer_inputs(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A layer's input as ``[tokens, in_features]`` float32, padded positions (``mask`` 0) dropped.
+
+    ``mask`` applies only when ``x`` is ``[batch, seq, in]`` with ``mask``'s ``[batch, seq]``
+    (a pooler's ``[batch, in]`` input keeps every row).
+    """
+    x = x.detach()
+    if mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(mask.shape):
+        return x[mask.to(x.device).bool()].float()
+    return x.reshape(-1, x.shape[-1]).float()
 
 
 def record_inputs(module: nn.Module, run: Run, batches: Iterable[Any], fold: Callable[[torch.Tensor], None]) -> int:
     """Call ``fold(X)`` with ``module``'s input of every batch (``[tokens, in]``); returns the token count."""
     seen = 0
+    mask: torch.Tensor | None = None
 
     def hook(_m, args):
         nonlocal seen
-        x = layer_inputs(args[0])
+        x = layer_inputs(args[0], mask)
         seen += x.shape[0]
         fold(x)
         raise _Reached
@@ -67,6 +84,7 @@ def record_inputs(module: nn.Module, run: Run, batches: Iterable[Any], fold: Cal
     try:
         with torch.no_grad():
             for batch in batches:
+                mask = token_mask(batch)
                 try:
                     run(batch)
                 except _Reached:

@@ -33,6 +33,16 @@ def check_width(n_m: tuple[int, int] | None, name: str, width: int, key: str) ->
         raise ConfigError(key, f"M={n_m[1]} does not divide the input width {width} of {name}; pick an M that divides every pruned layer's input width, or exclude {name}")
 
 
+def is_conv1d(module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2): a linear layer storing its weight as ``[in, out]`` (by name: importing transformers takes seconds)."""
+    return type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers")
+
+
+def rows_view(module, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as ``[out, in]`` (a view): transposed for a ``Conv1D`` weight, unchanged otherwise."""
+    return tensor.t() if is_conv1d(module) and tensor.dim() == 2 else tensor
+
+
 def n_m_sparsity(n_m: tuple[int, int]) -> float:
     """The sparsity an N:M pattern gives: 1 - N/M."""
     return 1.0 - n_m[0] / n_m[1]

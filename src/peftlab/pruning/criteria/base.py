@@ -15,7 +15,7 @@ import torch
 
 from peftlab.errors import ConfigError
 from peftlab.pruning.masks import get_mask
-from peftlab.pruning.n_m import check_n_m, check_width, n_m_mask
+from peftlab.pruning.n_m import check_n_m, check_width, n_m_mask, rows_view
 from peftlab.pruning.selection import Target
 
 
@@ -58,7 +58,8 @@ class Criterion:
         """One-line errors for targets this criterion cannot prune (N:M: M must divide each input width)."""
         for t in targets:
             if self.n_m is not None:
-                check_width(self.n_m, t.name, t.tensor.shape[-1] if t.tensor.dim() > 1 else t.tensor.numel(), f"{key}.criterion.n_m")
+                rows = rows_view(t.module, t.tensor)  # a Conv1D weight's input axis is its first
+                check_width(self.n_m, t.name, rows.shape[-1] if rows.dim() > 1 else rows.numel(), f"{key}.criterion.n_m")
 
     def scores(self, targets: list[Target], step: int) -> list[torch.Tensor]:
         """Importance of each entry of each target (higher = kept longer)."""
@@ -78,7 +79,7 @@ class Criterion:
             mask = lowest_k_mask(flat, amount_to_k(sparsity, flat.numel()))
             return [m.view_as(s) for m, s in zip(torch.split(mask, [s.numel() for s in scores]), scores)]
         if self.n_m is not None:  # per row, within each group of M consecutive input weights
-            return [n_m_mask(s, self.n_m, sparsity) for s in scores]
+            return [rows_view(t.module, n_m_mask(rows_view(t.module, s), self.n_m, sparsity)) for t, s in zip(targets, scores)]
         return [lowest_k_mask(s, amount_to_k(sparsity, s.numel())) for s in scores]
 
     def on_gradients(self, targets: list[Target]) -> None:

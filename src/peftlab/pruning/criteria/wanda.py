@@ -39,14 +39,14 @@ class Wanda(CalibratedCriterion):
 
     name = "wanda"
 
-    def new_stats(self, target):
-        return {"sq": torch.zeros(target.tensor.shape[1], dtype=torch.float32, device=target.tensor.device)}
+    def new_stats(self, width, device):
+        return {"sq": torch.zeros(width, dtype=torch.float32, device=device)}
 
     def fold(self, stats, x):
         stats["sq"] += (x * x).sum(0)
 
-    def layer_mask(self, target, stats, tokens, sparsity, pruned):
-        scores = wanda_scores(target.tensor, stats["sq"])
+    def layer_mask(self, weight, stats, tokens, sparsity, pruned):
+        scores = wanda_scores(weight, stats["sq"])
         if pruned is not None:
             scores[pruned == 0] = float("-inf")  # already pruned stays pruned
         if self.n_m is not None:
