@@ -29,8 +29,8 @@ from peftlab.models.causal_lm_body import decoders_of
 from peftlab.pruning.adapter_gates import gate_pruned_rows
 from peftlab.pruning.compaction import FORMAT, compact, dense_state_dict, export_payload, shrink_to
 from peftlab.pruning.masks import reapply_masks
-from peftlab.pruning.unit_layout import is_conv1d, out_features
 from peftlab.pruning.semi_structured import semi_structured_report
+from peftlab.pruning.unit_layout import is_conv1d, out_features
 
 
 def load_masked_model(ckpt_path: str, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
