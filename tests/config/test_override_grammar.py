@@ -69,7 +69,7 @@ def test_prechecks_pass_every_grammar_form_through(override):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["strategy=nope"], "strategy: unknown option 'nope'; allowed: lora_share, oneshot_prune, prune_share, separate, share, task_lora"),
+        (["strategy=nope"], "strategy: unknown option 'nope'; allowed: lora_share, oneshot_prune, prune_recover, prune_share, separate, share, task_lora"),
         (["-m", "strategy=share,nope"], "strategy: unknown option 'nope'"),
         (["-m", "strategy/weighting=choice(equal,nope)"], "strategy/weighting: unknown option 'nope'"),
         (["+strategy/weighting=nope"], "strategy/weighting: unknown option 'nope'"),
