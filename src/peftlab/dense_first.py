@@ -18,6 +18,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from peftlab.errors import ConfigError
 
 
+def recipe_inputs(cfg: DictConfig, recipe: str) -> tuple[str | None, DictConfig]:
+    """``(strategy.from_ckpt or None, strategy.pruning)`` of a pruning recipe (``oneshot_prune``,
+    ``prune_recover``), checked: the checkpoint exists, a criterion is set, its schedule is one_shot."""
+    source = cfg.strategy.get("from_ckpt")
+    if source and not Path(source).is_file():
+        raise ConfigError("strategy.from_ckpt", f"file not found: {source}; give the checkpoint of a trained dense run, or null to train the dense model first")
+    pruning = cfg.strategy.get("pruning")
+    if not pruning or "_target_" not in pruning:
+        raise ConfigError("strategy.pruning", f"{recipe} needs a pruning criterion: strategy/pruning=<wanda|sparsegpt|magnitude|…>")
+    if pruning.get("schedule") != "one_shot":
+        raise ConfigError("strategy.pruning.schedule", f"{recipe} prunes once: must be one_shot; got {pruning.get('schedule')!r}")
+    return source, pruning
+
+
 def dense_config(cfg: DictConfig, out_dir: Path, sharing: Any = None) -> DictConfig:
     """``cfg`` for the dense run: no pruning, no recipe, into ``out_dir``; ``sharing`` replaces the strategy's when given."""
     dense = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))

@@ -11,9 +11,7 @@ Hugging Face ``save_pretrained`` folder (:func:`export_decoder_folder`), which
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from peftlab.batch import slice_inputs
-from peftlab.checkpoints.atomic_files import atomic_path
+from peftlab.checkpoints.atomic_files import atomic_folder, atomic_path
 from peftlab.checkpoints.safe_loading import check_state_dict_matches, load_checkpoint_safely
 from peftlab.errors import ConfigError
 from peftlab.models.causal_lm_body import decoders_of
@@ -235,16 +233,8 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
         config.intermediate_size = widths[0]
     if heads:
         config.head_dim, config.num_attention_heads, config.num_key_value_heads = heads[0][2], heads[0][0], heads[0][1]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:  # written beside `out` and moved into place: a failure leaves nothing half-written
+    with atomic_folder(out) as tmp:  # written beside `out` and moved into place: a failure leaves nothing half-written
         decoder.model.save_pretrained(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     sizes = {"intermediate_size": widths[0] if widths else None, "heads": heads[0][:2] if heads else None}
     return {"out": str(out), "merged_lora": merged, "removed": removed, **sizes, "params": sum(p.numel() for p in decoder.model.parameters())}
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.builders import build_trainer
 from peftlab.callbacks.calibration_batches import EvalMode
 from peftlab.callbacks.config_in_checkpoint import ConfigInCheckpoint
-from peftlab.dense_first import dense_config, train_dense
+from peftlab.dense_first import dense_config, recipe_inputs, train_dense
 from peftlab.errors import ConfigError
 from peftlab.export import load_masked_model
 from peftlab.reporting import count_parameters, report_run, sharing_comparison
@@ -37,14 +37,7 @@ KEY = "strategy.from_ckpt"
 def oneshot_prune(cfg: DictConfig) -> dict[str, Any]:
     """Prune ``strategy.from_ckpt``'s model once and test it; return ``metrics.json``'s contents."""
     run_dir = Path(cfg.paths.output_dir)
-    source = cfg.strategy.get("from_ckpt")
-    if source and not Path(source).is_file():
-        raise ConfigError(KEY, f"file not found: {source}; give the checkpoint of a trained run, or null to train the dense model first")
-    pruning_cfg = cfg.strategy.get("pruning")
-    if not pruning_cfg or "_target_" not in pruning_cfg:
-        raise ConfigError("strategy.pruning", "oneshot_prune needs a pruning criterion: strategy/pruning=<wanda|sparsegpt|magnitude|…>")
-    if pruning_cfg.get("schedule") != "one_shot":
-        raise ConfigError("strategy.pruning.schedule", f"oneshot_prune prunes once: must be one_shot; got {pruning_cfg.get('schedule')!r}")
+    source, pruning_cfg = recipe_inputs(cfg, "oneshot_prune")
     pruning = instantiate(pruning_cfg)  # its settings checked before any dense training
     if source:
         model, train_cfg, datamodule = load_masked_model(source, bool(cfg.model.get("trust_remote_code", False)))

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.callbacks.init_from_dense import InitFromDense
-from peftlab.dense_first import dense_config, train_dense
+from peftlab.dense_first import dense_config, recipe_inputs, train_dense
 from peftlab.errors import ConfigError
 
 KEY = "strategy.from_ckpt"
@@ -32,14 +32,7 @@ def prune_recover(cfg: DictConfig) -> dict[str, Any]:
     from peftlab.train import train
 
     run_dir = Path(cfg.paths.output_dir)
-    source = cfg.strategy.get("from_ckpt")
-    if source and not Path(source).is_file():
-        raise ConfigError(KEY, f"file not found: {source}; give the checkpoint of a trained dense run, or null to train the dense model first")
-    pruning = cfg.strategy.get("pruning")
-    if not pruning or "_target_" not in pruning:
-        raise ConfigError("strategy.pruning", "prune_recover needs a pruning criterion: strategy/pruning=<wanda|sparsegpt|magnitude|…>")
-    if pruning.get("schedule") != "one_shot":
-        raise ConfigError("strategy.pruning.schedule", f"prune_recover prunes once, before recovering: must be one_shot; got {pruning.get('schedule')!r}")
+    source, pruning = recipe_inputs(cfg, "prune_recover")
     instantiate(pruning)  # its settings checked before any dense training
     if not source:
         source = train_dense(dense_config(cfg, run_dir / "dense", sharing=OmegaConf.to_container(cfg.strategy.dense_sharing)), {})

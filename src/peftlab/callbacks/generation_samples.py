@@ -20,7 +20,7 @@ import torch
 
 from peftlab.checkpoints.atomic_files import write_text_atomic
 from peftlab.errors import ConfigError
-from peftlab.models.causal_lm_body import generator_of
+from peftlab.models.causal_lm_body import generate_rows, generator_of
 from peftlab.models.generation import IGNORE, ignore_after_eos, prompt_batch
 from peftlab.tasks.text_metrics import attach_decoder, token_text
 
@@ -69,7 +69,7 @@ class GenerationSamples(L.Callback):
         split = getattr(data, "splits", {}).get(SPLIT[stage])
         if not self.samples or split is None or tokenizer is None or decoder is None:
             return []
-        out = []
+        out, names = [], list(getattr(pl_module.body, "task_names", [t.name for t in pl_module.tasks]))
         for t, task in enumerate(pl_module.tasks):
             index = torch.nonzero(split.task_mask[:, t]).flatten()[: self.samples]
             if not task.task_type.generates or not len(index):
@@ -80,7 +80,8 @@ class GenerationSamples(L.Callback):
             ids, mask = prompt_batch(batch["input_ids"].to(pl_module.device), batch["attention_mask"].to(pl_module.device), labels, pad)
             longest = int((labels != IGNORE).sum(1).max())
             with torch.no_grad():
-                generated = ignore_after_eos(decoder.generate(ids, mask, longest), decoder.eos_token_id)
+                task_ids = torch.full((len(ids),), names.index(task.name), dtype=torch.long, device=ids.device)  # through this task's adapter / decoder
+                generated = ignore_after_eos(generate_rows(pl_module.body, task_ids, ids, mask, longest), decoder.eos_token_id)
             for row in range(len(index)):
                 out.append(
                     {

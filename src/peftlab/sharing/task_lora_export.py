@@ -11,13 +11,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
+from peftlab.checkpoints.atomic_files import atomic_folder
 from peftlab.errors import ConfigError
 
 
@@ -54,19 +53,11 @@ def export_task_adapter(body: Any, task: str, out_dir: str | os.PathLike, overwr
         tensors[f"base_model.model.{path}.lora_A.weight"] = a.detach().cpu().contiguous()
         tensors[f"base_model.model.{path}.lora_B.weight"] = b.detach().cpu().contiguous()
     config = _export_config(body, names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"))
         config.save_pretrained(str(tmp))
         meta = {"task": task, "adapters": names, "tasks": body.task_names}
         (tmp / "peftlab_task.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
