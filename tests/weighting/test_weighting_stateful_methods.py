@@ -80,6 +80,21 @@ def test_modo_and_sdmgrad_keep_their_weights_on_the_simplex():
     assert sum(modo.alpha().values()) == pytest.approx(3.0) and sum(sdm.alpha().values()) == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("cls", [MoDoWeighting, SDMGradWeighting])
+def test_a_batch_of_tasks_holding_no_weight_stays_finite(cls):
+    """The projection can zero a task's weight; a later batch of that task alone was 0/0 = NaN,
+    written into the state for good (review). Now: finite, and a later joint step too."""
+    m = made(cls, **({"gamma": 1.0} if cls is MoDoWeighting else {"lr": 10.0}))
+    rows = torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]], dtype=torch.float64)
+    m.combine_gradients(rows)
+    state = m.lambd if cls is MoDoWeighting else m.w
+    zeroed = int(torch.argmin(state))
+    assert float(state[zeroed]) == 0.0  # the premise: one task holds no weight
+    alone = m.combine_gradients(rows[zeroed : zeroed + 1], [zeroed])
+    assert torch.isfinite(alone).all() and torch.isfinite(state).all() and float(state.sum()) == pytest.approx(1.0)
+    assert torch.isfinite(m.combine_gradients(rows)).all()
+
+
 def test_sdmgrad_without_preference_finds_a_common_descent_direction():
     """λ = 0 and a small inner step: the inner solve converges to MGDA's min-norm weights."""
     d = made(SDMGradWeighting, lambda_=0.0, lr=0.2, momentum=0.0, n_iter=2000).combine_gradients(CONFLICT.clone())

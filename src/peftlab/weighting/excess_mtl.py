@@ -92,8 +92,9 @@ class ExcessMTLWeighting(GradientWeighting):
         self.baseline[idx] = base.to(self.baseline)
         w = self.weights.cpu()[idx]
         share = float(w.sum())
-        w = share * torch.softmax(torch.log(w / share) + scaled * self.robust_step_size, dim=0)
-        self.weights[idx] = w.to(self.weights)
+        if share > 0:  # (present tasks whose weights underflowed to 0 keep them: log(0/0) is NaN)
+            w = share * torch.softmax(torch.log(w / share) + scaled * self.robust_step_size, dim=0)
+            self.weights[idx] = w.to(self.weights)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """Size S like the checkpoint's before loading it (its width is the model's)."""

@@ -52,7 +52,9 @@ class MoDoWeighting(GradientWeighting):
         gram = self.gram_matrix(rows, per_rank).cpu()
         lam = self.lambd.cpu()[idx]
         share = float(lam.sum())
-        lam = lam / share
+        # present tasks holding no weight (the projection zeroed them; a batch of those tasks only):
+        # step from uniform weights for this batch and write back nothing (0 · λ), never 0/0
+        lam = lam / share if share > 0 else torch.full_like(lam, 1.0 / len(idx))
         lam = project_onto_simplex(lam - self.gamma * (gram @ lam + self.rho * lam))
         self.lambd[idx] = (lam * share).to(self.lambd)
         return self.record(len(idx) * lam.numpy(), idx).to(rows) @ rows

@@ -57,7 +57,9 @@ class SDMGradWeighting(GradientWeighting):
         gram = self.gram_matrix(rows, per_rank).cpu()
         w = self.w.cpu()[idx]
         share = float(w.sum())
-        w = w / share
+        # present tasks holding no weight (a batch of tasks the projection zeroed): start this batch's
+        # solve from uniform weights and write back nothing (0 · w), never 0/0
+        w = w / share if share > 0 else torch.full_like(w, 1.0 / len(idx))
         pref = torch.full_like(w, 1.0 / len(idx))
         scale = torch.diag(gram).clamp(min=0.0).sqrt().mean()
         a = gram / (scale.pow(2) + 1e-8)
