@@ -40,7 +40,7 @@ def dense_config(cfg: DictConfig, out_dir: Path, sharing: Any = None) -> DictCon
     dense.strategy.recipe = None
     if sharing is not None:
         dense.strategy.sharing = sharing
-    for key in ("from_ckpt", "init_from"):
+    for key in ("from_ckpt", "init_from", "adapter_lr", "dense_sharing"):  # (adapter_lr: the recovery's rate, not full fine-tuning's)
         dense.strategy.pop(key, None)
     dense.pop("ckpt_path", None)  # (a resume of the outer run is not the dense run's)
     return dense

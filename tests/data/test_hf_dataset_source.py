@@ -81,3 +81,12 @@ def test_bad_settings_are_one_line(saved, settings, key, message):
 def test_a_missing_folder_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.sources.echo.dataset: no such folder .*nowhere$"):
         MultiTaskDataModule(tasks=TASKS[:1], sources={"echo": {"dataset": str(tmp_path / "nowhere")}}, tokenizer="chars").setup()
+
+
+def test_a_relative_path_that_is_no_folder_and_no_reachable_hub_dataset_is_one_line(tmp_path, monkeypatch):
+    """``data/my_ds`` (a mistyped relative folder) is tried as a hub name: offline that was a raw ConnectionError (review)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"^data.sources.echo.dataset: 'data/my_ds' is neither a local folder .* nor a Hugging Face Hub dataset"):
+        MultiTaskDataModule(tasks=TASKS[:1], sources={"echo": {"dataset": "data/my_ds"}}, tokenizer="chars").setup()

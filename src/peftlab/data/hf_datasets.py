@@ -73,7 +73,11 @@ class HFDatasetSource(TextFileSource):
         elif local is None and self.dataset.startswith((".", "/", "~")):
             raise ConfigError(f"{self.config_key}.dataset", f"no such folder {absolute_path(self.dataset)}")
         else:
-            data = datasets.load_dataset(str(local) if local is not None else self.dataset, self.subset)
+            try:
+                data = datasets.load_dataset(str(local) if local is not None else self.dataset, self.subset)
+            except (ConnectionError, FileNotFoundError, OSError) as err:  # offline, or neither a local folder nor a hub dataset
+                where = "a local folder (none at " + str(absolute_path(self.dataset)) + ") nor a Hugging Face Hub dataset"
+                raise ConfigError(f"{self.config_key}.dataset", f"{self.dataset!r} is neither {where} reachable now: {str(err).splitlines()[0][:200]}") from None
         return data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
 
     def chosen_splits(self, available: Sequence[str]) -> dict[str, str]:
