@@ -179,3 +179,22 @@ def test_train_prune_and_export_a_folder_that_transformers_loads(tmp_path, unit,
     assert torch.equal(got[:, : expected.shape[1]], expected)
     proc = export(f"ckpt_path={ckpt}", f"out={tmp_path / 'x'}", "format=onnx")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: format: must be peftlab")
+
+
+def test_overwrite_replaces_only_an_earlier_export(llama_dir, tmp_path, monkeypatch):
+    """overwrite=true removed whatever `out` named: a run dir, the current directory (`out=.`); a file was a traceback (review)."""
+    (tmp_path / "model.pt").write_text("x")
+    with pytest.raises(ConfigError, match="out: .*model.pt is a file; format=hf writes a folder"):
+        export_decoder_folder(module(llama_dir, FullSharing()), tmp_path / "model.pt", overwrite=True)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="out: .* is not an earlier format=hf export"):
+        export_decoder_folder(module(llama_dir, FullSharing()), run, overwrite=True)
+    monkeypatch.chdir(run / "checkpoints")
+    with pytest.raises(ConfigError, match="out: .* holds the current directory"):
+        export_decoder_folder(module(llama_dir, FullSharing()), ".", overwrite=True)
+    assert (run / "checkpoints").is_dir() and (tmp_path / "model.pt").read_text() == "x"  # nothing removed
+    export_decoder_folder(module(llama_dir, FullSharing()), tmp_path / "hf")
+    info = export_decoder_folder(module(llama_dir, FullSharing()), tmp_path / "hf", overwrite=True)  # an earlier export: replaced
+    assert (tmp_path / "hf" / "config.json").is_file() and info["out"] == str((tmp_path / "hf").resolve())

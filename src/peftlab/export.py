@@ -204,8 +204,16 @@ def export_decoder_folder(model: nn.Module, out_dir: str | Path, overwrite: bool
     if len({id(d) for d in decoders.values()}) > 1:
         raise ConfigError("ckpt_path", "strategy=separate has one decoder per task and a save_pretrained folder holds one; use scripts/export.py without format=hf (peftlab's format)")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError("out", f"{out} exists and is not empty; pass overwrite=true or choose another directory")
+    out = out.resolve()  # (`out=.` has no name to put a temp folder beside)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} is a file; format=hf writes a folder: choose another path")
+    if Path.cwd().resolve().is_relative_to(out):  # the folder is replaced whole: never the one we stand in
+        raise ConfigError("out", f"{out} holds the current directory; format=hf replaces its folder whole: choose a new folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError("out", f"{out} exists and is not empty; pass overwrite=true or choose another directory")
+        if not (out / "config.json").is_file() or (out / "checkpoints").exists():  # only ever an earlier export, never a run dir
+            raise ConfigError("out", f"{out} is not an earlier format=hf export (no config.json, or it holds checkpoints); overwrite=true replaces only such a folder")
     decoder = next(iter(decoders.values()))
     merged = merge_adapters(model)  # task_lora: refused here (one adapter per task cannot merge)
     removed = compact(model)
