@@ -34,8 +34,14 @@ def prune_recover(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     source, pruning = recipe_inputs(cfg, "prune_recover")
     instantiate(pruning)  # its settings checked before any dense training
-    if not source:
-        source = train_dense(dense_config(cfg, run_dir / "dense", sharing=OmegaConf.to_container(cfg.strategy.dense_sharing)), {})
-        if not source:
-            raise ConfigError(KEY, f"the dense run in {run_dir / 'dense'} wrote no checkpoint to recover from; enable checkpoints (callbacks=default) or give strategy.from_ckpt")
-    return train(cfg, first_callbacks=[InitFromDense(str(source))])  # (cfg unchanged: a rerun of the command resumes this run)
+    start = InitFromDense(str(source)) if source else None
+    if start is None:
+        keep: dict[str, Any] = {}
+        source = train_dense(dense_config(cfg, run_dir / "dense", sharing=OmegaConf.to_container(cfg.strategy.dense_sharing)), keep)
+        if source:
+            start = InitFromDense(str(source))
+        elif "model" in keep:  # trained just now without checkpoints (callbacks=none, debug=fast_dev_run): its weights as they are
+            start = InitFromDense(str(run_dir / "dense"), state={k: v.detach().cpu() for k, v in keep["model"].state_dict().items()})
+        else:
+            raise ConfigError(KEY, f"the dense run in {run_dir / 'dense'} completed without a checkpoint to recover from; enable checkpoints (callbacks=default) or give strategy.from_ckpt")
+    return train(cfg, first_callbacks=[start])  # (cfg unchanged: a rerun of the command resumes this run)

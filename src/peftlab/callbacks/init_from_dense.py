@@ -28,17 +28,19 @@ class InitFromDense(L.Callback):
 
     Args:
         path: a trained run's checkpoint (``<run dir>/checkpoints/best.ckpt`` or ``last.ckpt``) of the same model and tasks.
+        state: the dense model's ``state_dict`` itself, when its run wrote no checkpoint (``callbacks=none``,
+            ``debug=fast_dev_run``); ``path`` then only names where it came from.
     """
 
-    def __init__(self, path: str):
-        self.path = str(path)
+    def __init__(self, path: str, state: dict | None = None):
+        self.path, self.state = str(path), state
 
     @torch.no_grad()
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Load every weight of the dense run whose (unwrapped) name the model has; one line if its model differs."""
         if stage != "fit":
             return
-        dense = load_checkpoint_safely(self.path, key=KEY)["state_dict"]
+        dense = self.state if self.state is not None else load_checkpoint_safely(self.path, key=KEY)["state_dict"]
         own = pl_module.state_dict(keep_vars=True)
         missing = [name for name in own if name.startswith(("body.", "heads.")) and dense_name(name) not in dense and not _adapter_or_mask(name)]
         wrong = [name for name in own if dense_name(name) in dense and tuple(own[name].shape) != tuple(dense[dense_name(name)].shape)]

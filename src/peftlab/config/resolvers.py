@@ -44,6 +44,12 @@ def project_root() -> str:
     return str(repo if (repo / "configs" / "train.yaml").is_file() else Path.cwd())
 
 
+def examples_dir() -> str:
+    """The repository's ``examples/`` (files the example configs read): beside ``configs/``, whatever
+    ``$PEFTLAB_ROOT`` says (that moves logs and data, not the files shipped with the code)."""
+    return str(Path(__file__).resolve().parents[3] / "examples")  # <repo>/src/peftlab/config/resolvers.py
+
+
 def register_resolvers() -> None:
     """Register the ``peftlab_*`` resolvers (idempotent).
 
@@ -54,6 +60,7 @@ def register_resolvers() -> None:
     resolvers = {
         "peftlab_uid": (launch_uid, False),  # unique per launch (kept for old configs)
         "peftlab_root": (project_root, True),  # the project root (logs/, data/ live there)
+        "peftlab_examples": (examples_dir, True),  # the repository's examples/ (shipped example files)
         "peftlab_run_id": (run_id, True),  # run/sweep dir name: SLURM job id or date_time_uid
         "peftlab_logger_id": (logger_run_id, False),  # W&B run id from the run dir (same after requeue)
         "peftlab_sweep_group": (sweep_group, False),  # W&B group: the sweep's name inside a multirun
