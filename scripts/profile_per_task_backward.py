@@ -9,6 +9,7 @@ round 1 is a warm-up (first-touch page faults of the T × P buffers) that is pri
 * ``peftlab``: forward, the batched backward (:meth:`TaskJacobian.of`), the Gram matrix, the
   non-finite check (entry by entry, as before; and from the Gram's diagonal, as now), the combination
   into ``.grad``.
+* ``loop``: forward, T plain ``autograd.grad`` calls (what the batched pass replaces).
 * ``torchjd``: forward, ``mtl_backward`` on the shared features, ``jac_to_grad`` (MGDA, Gramian path).
 
     python scripts/profile_per_task_backward.py --rounds 2
@@ -93,6 +94,15 @@ def peftlab(s: Setup, ph: Phases) -> None:
         jac.combine_into_grads(s.head_params, None, len(s.shared), 1.0)
 
 
+def loop(s: Setup, ph: Phases) -> None:
+    """The alternative to the batched pass: T plain backward passes (``retain_graph`` until the last)."""
+    with ph("forward"):
+        _, losses = s.forward()
+    with ph("T backward passes (loop of autograd.grad)"):
+        for k, loss in enumerate(losses):
+            torch.autograd.grad(loss, s.shared + s.head_params, retain_graph=k < len(losses) - 1, allow_unused=True)
+
+
 def torchjd(s: Setup, ph: Phases) -> None:
     """torchjd 0.18: ``mtl_backward`` on the shared features, then ``jac_to_grad`` with MGDA's Gramian path."""
     from torchjd.aggregation import MGDA
@@ -114,7 +124,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     setup = Setup()
-    arms = {"equal": equal, "peftlab": peftlab, "torchjd": torchjd}
+    arms = {"equal": equal, "peftlab": peftlab, "loop": loop, "torchjd": torchjd}
     kept: dict[str, dict[str, list[float]]] = {a: defaultdict(list) for a in arms}
     for r in range(args.rounds):
         for name, arm in arms.items():
