@@ -131,3 +131,28 @@ def test_task_jacobian_gram_and_rows_match_the_flat_matrix():
     rows = jac.to_rows()
     assert rows.shape == (3, sum(t.numel() for t in targets)) and torch.allclose(rows, want, rtol=1e-5, atol=1e-7)
     assert all(b is None for b in jac.blocks)  # released while copied
+
+
+def test_finite_rows_from_the_gram_diagonal_match_the_entry_by_entry_check():
+    targets = [torch.zeros(4, 5), torch.zeros(6), torch.zeros(2)]  # two shared targets (the Gram's), one head
+
+    def jacobian(*edits):
+        blocks = [torch.randn(3, *t.shape, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(targets)]
+        for block, index, value in edits:
+            blocks[block][index] = value
+        return TaskJacobian(blocks, targets, 3)
+
+    for edits, want in [
+        ((), [True, True, True]),
+        (((0, (1, 2, 3), float("nan")),), [True, False, True]),
+        (((1, (2, 0), float("inf")), (0, (0, 0, 0), float("-inf"))), [False, True, False]),
+        (((2, (0, 1), float("nan")),), [False, True, True]),  # a head's row: not covered by the Gram, still read
+        (((0, (2, 1, 1), 1e30),), [True, True, True]),  # finite, but its square overflows the float32 Gram: re-checked entry by entry
+    ]:
+        jac = jacobian(*edits)
+        gram = jac.gram(2)
+        assert jac.finite_rows(gram, 2) == want == jac.finite_rows()
+    jac = jacobian()
+    gram = jac.gram(2)
+    jac.blocks[0][1, 0, 0] = float("nan")  # written after the Gram: a finite diagonal means the Gram's blocks are not read again
+    assert jac.finite_rows(gram, 2) == [True, True, True] and jac.finite_rows() == [True, False, True]

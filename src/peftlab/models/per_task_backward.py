@@ -12,9 +12,9 @@ accumulation window.
 2. DDP: average the blocks over ranks — global-batch semantics (in ``representation`` mode the
    feature rows stay per rank: they belong to different samples);
 3. a method that needs only the Gram matrix (:attr:`~peftlab.weighting.Weighting.combines_from_gram`,
-   ``params`` mode, no per-task clipping) gets ``G Gᵀ`` summed block by block, and its combined
-   direction is added into ``.grad`` block by block: the per-task gradients are read twice (Gram,
-   combination) and never copied. Everything else gets the flat ``[T, P]`` float32 rows: per-task
+   ``params`` mode, no per-task clipping) gets ``G Gᵀ`` summed block by block (its diagonal doubles
+   as the non-finite check), and its combined direction is added into ``.grad`` block by block: the
+   per-task gradients are read twice (Gram, combination) and never copied. Everything else gets the flat ``[T, P]`` float32 rows: per-task
    clipping (optional), then a gradient method combines them
    (:meth:`~peftlab.weighting.Weighting.combine_gradients`, its only hook), a loss-based method
    weighs them by ∂objective/∂L_i; each head gets its own task's gradient;
@@ -92,14 +92,16 @@ def per_task_backward(
     n_front = 1 if features is not None else len(shared)  # targets the weighting combines
     jac = TaskJacobian.of([losses[n] for n in names], targets, grad_scale, retain_graph=features is not None)
     jac.all_reduce_mean(start=0 if features is None else 1)  # global-batch semantics
-    bad = [n for n, ok in zip(names, jac.finite_rows()) if not ok]
+    gram_only = loss_coeffs is None and clip_rows is None and features is None and weighting.combines_from_gram
+    gram = jac.gram(n_front) if gram_only else None  # its diagonal also answers the finiteness check (one pass, not two)
+    bad = [n for n, ok in zip(names, jac.finite_rows(gram, n_front)) if not ok]
     if len(bad) > 1:  # one batched pass: an Inf loss turns the other rows' 0 · Inf into NaN; name the cause
         bad = [n for n in bad if not bool(torch.isfinite(losses[n]).all())] or bad
     if bad and skip_non_finite:
         return PerTaskBackwardResult(objective, bad, skipped=True)
-    if loss_coeffs is None and clip_rows is None and features is None and weighting.combines_from_gram:
+    if gram is not None:
         present = [weighting.task_names.index(n) for n in names]
-        coeffs = weighting.gram_coefficients(jac.gram(n_front), present)
+        coeffs = weighting.gram_coefficients(gram, present)
         factor = 1.0 / accumulation
         jac.combine_into_grads(shared, coeffs, 0, factor)
         jac.combine_into_grads(rest, None, n_front, factor)

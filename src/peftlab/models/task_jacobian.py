@@ -56,10 +56,19 @@ class TaskJacobian:
             if block is not None:
                 all_reduce_mean(block)
 
-    def finite_rows(self) -> list[bool]:
-        """Per task: whether its whole gradient row is finite."""
+    def finite_rows(self, gram: torch.Tensor | None = None, stop: int = 0) -> list[bool]:
+        """Per task: whether its whole gradient row is finite.
+
+        ``gram``: the Gram matrix of the first ``stop`` targets (:meth:`gram`), when the caller has it. Its
+        diagonal entry k is Σ g² over those blocks' row k, finite only when every entry of the row is (an
+        Inf or NaN entry makes it Inf or NaN), so when the whole diagonal is finite those blocks are not read
+        again: the check costs one pass over the blocks (the Gram's) instead of two. A non-finite diagonal
+        (a non-finite entry, or finite entries whose squares overflow float32) falls back to reading every
+        block, so the answer is always the entry-by-entry one.
+        """
         ok = torch.ones(self.n_tasks, dtype=torch.bool, device=self.targets[0].device)
-        for block in self.blocks:
+        skip = stop if gram is not None and bool(torch.isfinite(gram.diagonal()).all()) else 0
+        for block in self.blocks[skip:]:
             if block is not None:
                 ok &= torch.isfinite(block.reshape(self.n_tasks, -1)).all(dim=1)
         return ok.tolist()
