@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from peftlab.distributed import all_reduce_mean
+from peftlab.distributed import all_reduce_mean, world_size
 
 
 class TaskJacobian:
@@ -51,10 +51,17 @@ class TaskJacobian:
         return cls(blocks, targets, len(losses))
 
     def all_reduce_mean(self, start: int = 0) -> None:
-        """Average the blocks from ``start`` on over DDP ranks (global-batch semantics; a no-op without DDP)."""
-        for block in self.blocks[start:]:
-            if block is not None:
-                all_reduce_mean(block)
+        """Average the blocks from ``start`` on over DDP ranks (global-batch semantics; a no-op without DDP).
+
+        A parameter this rank's batch did not reach (an MoE expert given no token) has no block here
+        but may have one on another rank: it gets a zero block, so every rank issues the same collectives."""
+        if world_size() <= 1:
+            return
+        for i in range(start, len(self.blocks)):
+            if self.blocks[i] is None:
+                target = self.targets[i]
+                self.blocks[i] = target.new_zeros((self.n_tasks, *target.shape))
+            all_reduce_mean(self.blocks[i])
 
     def finite_rows(self, gram: torch.Tensor | None = None, stop: int = 0) -> list[bool]:
         """Per task: whether its whole gradient row is finite.
