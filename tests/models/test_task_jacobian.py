@@ -62,7 +62,7 @@ def reference(model, features, losses, weighting, representation, scale, accumul
         clip.clip_rows(rows, scale)
     n = features.numel() if representation else sum(p.numel() for p in shared)
     present = [TASKS.index(t) for t in losses]
-    d_shared = weighting.combine_gradients(rows[:, :n], present, per_rank=representation)
+    d_shared = weighting.combine_gradients(rows[:, :n] / scale, present, per_rank=representation) * scale  # the method sees unscaled rows
     if representation:
         d_shared = flat(torch.autograd.grad(features, shared, grad_outputs=d_shared.view_as(features), retain_graph=True, allow_unused=True), shared)
     return d_shared / accumulation, rows[:, n:].sum(dim=0) / accumulation
@@ -156,3 +156,24 @@ def test_finite_rows_from_the_gram_diagonal_match_the_entry_by_entry_check():
     gram = jac.gram(2)
     jac.blocks[0][1, 0, 0] = float("nan")  # written after the Gram: a finite diagonal means the Gram's blocks are not read again
     assert jac.finite_rows(gram, 2) == [True, True, True] and jac.finite_rows() == [True, False, True]
+
+
+@pytest.mark.parametrize("method", ["nash_mtl", "excess_mtl", "modo"])
+def test_a_16_mixed_grad_scale_changes_nothing_but_the_scale(method):
+    """Under a grad scaler the rows carry its scale s; methods that are not scale-free (Nash-MTL's norm
+    cap, ExcessMTL's risks, MoDo's step) must see unscaled rows: the update is s × the unscaled one (review:
+    Nash-MTL's step shrank by s, ExcessMTL / MoDo collapsed onto one task)."""
+    from peftlab.weighting import ExcessMTLWeighting, MoDoWeighting, NashMTLWeighting
+
+    make = {"nash_mtl": NashMTLWeighting, "excess_mtl": ExcessMTLWeighting, "modo": MoDoWeighting}[method]
+    grads = []
+    for scale in (1.0, 65536.0):
+        model, weighting = Model(), make()
+        weighting.setup(TASKS)
+        for _ in range(2):  # a second step: the state written by the first is used
+            for p in model.parameters():
+                p.grad = None
+            features, losses = model()
+            per_task_backward(losses, model.shared(), list(model.heads.parameters()), weighting, grad_scale=scale)
+        grads.append(torch.cat([p.grad.reshape(-1) / scale for p in model.shared() if p.grad is not None]))
+    assert torch.allclose(grads[1], grads[0], rtol=1e-4, atol=1e-6 * float(grads[0].abs().max()))

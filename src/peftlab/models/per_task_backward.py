@@ -101,7 +101,7 @@ def per_task_backward(
         return PerTaskBackwardResult(objective, bad, skipped=True)
     if gram is not None:
         present = [weighting.task_names.index(n) for n in names]
-        coeffs = weighting.gram_coefficients(gram, present)
+        coeffs = weighting.gram_coefficients(gram / grad_scale**2 if grad_scale != 1.0 else gram, present)  # of the unscaled rows
         factor = 1.0 / accumulation
         jac.combine_into_grads(shared, coeffs, 0, factor)
         jac.combine_into_grads(rest, None, n_front, factor)
@@ -116,7 +116,13 @@ def per_task_backward(
     shared_rows, head_rows = rows[:, :n_shared], rows[:, n_shared:]
     if loss_coeffs is None:
         present = [weighting.task_names.index(n) for n in names]
+        # the method sees unscaled rows (16-mixed): Nash-MTL's norm cap, ExcessMTL's risks and MoDo's step
+        # are not scale-free; the direction is scaled back, as Lightning unscales the combined gradient
+        if grad_scale != 1.0:
+            shared_rows.div_(grad_scale)
         d_shared = weighting.combine_gradients(shared_rows, present, per_rank=features is not None)
+        if grad_scale != 1.0:
+            d_shared = d_shared * grad_scale
         d_rest = head_rows.sum(dim=0)
     else:
         d_shared = loss_coeffs.to(rows) @ shared_rows
