@@ -189,3 +189,24 @@ def test_a_layer_after_the_chain_sees_the_pruned_chains_outputs(bert_dir):
     keep = torch.ones_like(score)
     keep.scatter_(1, score.argsort(dim=1)[:, : pooler.in_features // 2], 0.0)
     assert torch.equal(mask, keep)
+
+
+def test_a_body_that_reorders_rows_by_task_keeps_padded_positions():
+    """task_lora sorts a mixed batch's rows by task before its layers: the batch's padding mask no longer
+    lines up (review), so such a model's calibration keeps every position instead of dropping the wrong ones."""
+    from torch import nn
+
+    from peftlab.pruning.calibration import record_inputs
+    from peftlab.pruning.criteria.wanda import Wanda
+
+    class Routed(nn.Module):
+        routes_by_task = True
+
+    layer = nn.Linear(4, 2)
+    batch = {"inputs": {"attention_mask": torch.tensor([[1, 1, 0], [1, 0, 0]])}, "x": torch.randn(2, 3, 4)}
+    counts = [record_inputs(layer, lambda b: layer(b["x"]), [batch], lambda x: None, use_mask=use) for use in (True, False)]
+    assert counts == [3, 6]
+    plain, routed = Wanda(), Wanda()
+    plain.calibrate_with(lambda b: None, [batch], nn.Sequential(layer))
+    routed.calibrate_with(lambda b: None, [batch], nn.Sequential(layer, Routed()))
+    assert (plain.routed, routed.routed) == (False, True)

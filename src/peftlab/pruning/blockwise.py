@@ -67,8 +67,8 @@ class BlockInputs:
     hidden input for batch b and ``calls[b][i]`` block i's other arguments.
     """
 
-    def __init__(self, blocks: Sequence[nn.Module]):
-        self.blocks = list(blocks)
+    def __init__(self, blocks: Sequence[nn.Module], use_mask: bool = True):
+        self.blocks, self.use_mask = list(blocks), use_mask  # use_mask False: rows reordered by task (task_lora), the mask does not line up
         self.hidden: list[torch.Tensor] = []
         self.calls: list[list[tuple[tuple, dict]]] = []
         self.masks: list[torch.Tensor | None] = []
@@ -113,7 +113,7 @@ class BlockInputs:
                 return False
             self.hidden.append(state["first"])
             self.calls.append(calls)
-            mask = token_mask(batch)
+            mask = token_mask(batch) if self.use_mask else None
             self.masks.append(mask.to(state["first"].device) if mask is not None else None)
         return True
 

@@ -68,8 +68,9 @@ def layer_inputs(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     return x.reshape(-1, x.shape[-1]).float()
 
 
-def record_inputs(module: nn.Module, run: Run, batches: Iterable[Any], fold: Callable[[torch.Tensor], None]) -> int:
-    """Call ``fold(X)`` with ``module``'s input of every batch (``[tokens, in]``); returns the token count."""
+def record_inputs(module: nn.Module, run: Run, batches: Iterable[Any], fold: Callable[[torch.Tensor], None], use_mask: bool = True) -> int:
+    """Call ``fold(X)`` with ``module``'s input of every batch (``[tokens, in]``); returns the token count.
+    ``use_mask=False``: padded positions are kept (a body that reorders rows by task: the batch's mask does not line up)."""
     seen = 0
     mask: torch.Tensor | None = None
 
@@ -84,7 +85,7 @@ def record_inputs(module: nn.Module, run: Run, batches: Iterable[Any], fold: Cal
     try:
         with torch.no_grad():
             for batch in batches:
-                mask = token_mask(batch)
+                mask = token_mask(batch) if use_mask else None
                 try:
                     run(batch)
                 except _Reached:

@@ -38,6 +38,7 @@ class CalibratedCriterion(Criterion):
         self.run: Run | None = None
         self.batches: Sequence[Any] = ()
         self.model: nn.Module | None = None
+        self.routed = False  # set by calibrate_with
 
     def calibrate_with(self, run: Run, batches: Sequence[Any], model: nn.Module | None = None) -> None:
         """``run(batch)``: one forward of the model (eval mode, no gradients); ``batches``: the calibration batches.
@@ -45,6 +46,8 @@ class CalibratedCriterion(Criterion):
         ``model``: the module ``run`` calls, searched for a chain of blocks; None: layer by layer.
         """
         self.run, self.batches, self.model = run, list(batches), model
+        # a body that reorders rows by task (task_lora) feeds its layers rows the batch's padding mask does not line up with
+        self.routed = model is not None and any(getattr(m, "routes_by_task", False) for m in model.modules())
 
     def check_targets(self, targets: list[Target], key: str) -> None:
         """Only the ``weight`` of ``nn.Linear`` / ``Conv1D`` layers: a one-line error naming any other target."""
@@ -88,7 +91,7 @@ class CalibratedCriterion(Criterion):
                 continue
             b = u - len(lone)
             if cache is None:  # the first block reached: earlier layers are pruned, record every block's inputs
-                cache = BlockInputs(blocks)
+                cache = BlockInputs(blocks, use_mask=not self.routed)
                 if not cache.capture(self.run, self.batches):  # not a chain: layer by layer for everything left
                     rest = [i for i in range(len(targets)) if masks[i] is None]
                     for j in forward_order([targets[i].module for i in rest], self.run, self.batches[0]):
@@ -108,7 +111,7 @@ class CalibratedCriterion(Criterion):
         """Record target ``i``'s inputs with a forward per batch (``run``, default the model's), then prune it."""
         t = targets[i]
         stats = self.new_stats(rows_view(t.module, t.tensor).shape[1], t.tensor.device)
-        tokens = record_inputs(t.module, run or self.run, self.batches, lambda x: self.fold(stats, x))
+        tokens = record_inputs(t.module, run or self.run, self.batches, lambda x: self.fold(stats, x), use_mask=not self.routed)
         self._apply(targets, i, stats, tokens, sparsity, masks)
 
     def _apply(self, targets: list[Target], i: int, stats: dict, tokens: int, sparsity: float, masks: list) -> None:
