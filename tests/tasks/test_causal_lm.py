@@ -79,3 +79,16 @@ def test_spec_defaults_and_refusals():
 def test_a_batch_without_token_labels_is_one_line():
     with pytest.raises(ConfigError, match="needs prompt/response rows"):
         CausalLMTask().targets({"y": torch.zeros(2, 1), "task_mask": torch.ones(2, 1, dtype=torch.bool)}, 0)
+
+
+def test_exact_match_on_a_two_turn_chat_row_compares_the_first_assistant_turn():
+    """A multi-turn chat row labels every assistant turn; generation from the prompt answers the first.
+    Before, the reference was all turns joined and exact match could never be 1 (review)."""
+    from peftlab.tasks.lm_metrics import GeneratedExactMatch, first_labelled_span
+
+    X, EOS = -100, 2
+    labels = torch.tensor([[X, X, 5, 6, EOS, X, X, 7, EOS], [X, 9, EOS, X, X, X, X, X, X]])
+    assert first_labelled_span(labels[0]).tolist() == [5, 6, EOS] and first_labelled_span(labels[1]).tolist() == [9, EOS]
+    metric = GeneratedExactMatch()
+    metric.update({"generated": torch.tensor([[5, 6, EOS, X], [9, 3, X, X]])}, labels)
+    assert float(metric.compute()) == 0.5

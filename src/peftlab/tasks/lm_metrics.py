@@ -55,6 +55,17 @@ class TokenLoss(Metric):
         return mean.exp() if self.exponentiate else mean
 
 
+def first_labelled_span(labels: torch.Tensor) -> torch.Tensor:
+    """The reference a generation from the prompt is compared with: the first run of labelled tokens
+    (a multi-turn chat row labels every assistant turn; generation answers the first one)."""
+    labelled = labels != IGNORE
+    if not bool(labelled.any()):
+        return labels[:0]
+    start = int(labelled.float().argmax())
+    gaps = torch.nonzero(~labelled[start:]).flatten()
+    return labels[start : start + int(gaps[0])] if len(gaps) else labels[start:]
+
+
 class GeneratedExactMatch(Metric):
     """Share of rows whose greedy generation (up to and including its end-of-sequence token)
     equals the reference response (which ends with that token) exactly."""
@@ -70,7 +81,7 @@ class GeneratedExactMatch(Metric):
         """Compare each row's generated tokens with its reference tokens."""
         generated = preds["generated"]
         for row in range(len(target)):
-            ref = target[row][target[row] != IGNORE]
+            ref = first_labelled_span(target[row])
             gen = generated[row]
             self.matches += float(len(gen) >= len(ref) and bool(torch.equal(gen[: len(ref)].to(ref), ref)))
         self.rows += len(target)
