@@ -39,6 +39,7 @@ CASES = [
     ("batch_size_negative", "train.py", ["data.batch_size=-4"], "data.batch_size", {}),
     ("accumulate_zero", "train.py", ["strategy/weighting=pcgrad", "trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches", {}),
     ("max_bad_steps_zero", "train.py", ["strategy.clipping.max_bad_steps=0"], "strategy.clipping.max_bad_steps", {}),
+    ("scheduler_interval_text", "train.py", ["model.scheduler_interval=batch"], "model.scheduler_interval", {}),
 ]
 
 

@@ -34,6 +34,7 @@ from peftlab.models.evaluation_steps import EvaluationSteps
 from peftlab.models.heads import TaskHeads
 from peftlab.models.optimizer_settings import check_optimizer_settings
 from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, per_task_backward
+from peftlab.models.scheduler_settings import check_scheduler_interval, lr_scheduler_config
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.pruning.reparametrization import restore_pruning_reparam
@@ -55,7 +56,9 @@ class MultiTaskModule(EvaluationSteps):
         weighting: combines per-task losses (see :mod:`peftlab.weighting`).
         clipping: clips gradients before each optimizer step (see :mod:`peftlab.clipping`).
         optimizer: factory ``optimizer(params) -> torch.optim.Optimizer``.
-        scheduler: optional factory ``scheduler(optimizer) -> LR scheduler`` (stepped per epoch).
+        scheduler: optional factory ``scheduler(optimizer) -> LR scheduler``; a ``total_steps`` keyword left
+            None gets the run's optimizer steps (see :mod:`~peftlab.models.scheduler_settings`).
+        scheduler_interval: ``epoch`` (default) or ``step``: how often the scheduler steps.
         accumulate_grad_batches: micro-batches per optimizer step on the per-task-gradient path
             (wired to ``trainer.accumulate_grad_batches``; Lightning accumulates on the other path).
     """
@@ -70,6 +73,7 @@ class MultiTaskModule(EvaluationSteps):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         accumulate_grad_batches: int = 1,
+        scheduler_interval: str = "epoch",
     ):
         super().__init__()
         self.tasks = [t for t in tasks] if all(isinstance(t, TaskSpec) for t in tasks) else parse_task_specs(tasks)
@@ -94,6 +98,7 @@ class MultiTaskModule(EvaluationSteps):
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
         check_optimizer_settings(self.optimizer_factory)
         self.scheduler_factory = scheduler
+        self.scheduler_interval = check_scheduler_interval(scheduler_interval)
         self.val_metrics = TaskMetrics(self.tasks)
         self.test_metrics = TaskMetrics(self.tasks)
         self.last_test_metrics: dict[str, dict[str, float]] = {}
@@ -158,6 +163,8 @@ class MultiTaskModule(EvaluationSteps):
         if (batch_idx + 1) % self.accumulate_grad_batches == 0 or self.trainer.is_last_batch:
             optimizer.step()  # Lightning unscales 16-mixed gradients, then on_before_optimizer_step
             optimizer.zero_grad(set_to_none=True)
+            if self.scheduler_interval == "step" and self.lr_schedulers() is not None:  # manual: ours to step
+                self.lr_schedulers().step()
         return result.objective.detach()
 
     def _per_task_backward(self, features: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> PerTaskBackwardResult:
@@ -248,7 +255,7 @@ class MultiTaskModule(EvaluationSteps):
     def on_train_epoch_end(self) -> None:
         """Epoch-level weighting state (DWA); the per-epoch scheduler step on the manual path."""
         self.weighting.on_epoch_end()
-        if not self.automatic_optimization:
+        if not self.automatic_optimization and self.scheduler_interval == "epoch":
             scheduler = self.lr_schedulers()
             if scheduler is not None:
                 scheduler.step()
@@ -258,7 +265,8 @@ class MultiTaskModule(EvaluationSteps):
         optimizer = self.optimizer_factory(params=self.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
+        scheduler = lr_scheduler_config(self.scheduler_factory, optimizer, self.trainer, self.scheduler_interval, self.accumulate_grad_batches)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """A pretrained backbone's frozen weights stay out of the checkpoint (a pointer to them goes in).
