@@ -9,7 +9,6 @@ layers are never pruned, and their update of a pruned unit is zeroed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +21,7 @@ from torch import nn
 from peftlab.callbacks.calibration_batches import EvalMode, calibration_batches, check_calibration, model_forward
 from peftlab.callbacks.eligible_checkpoint import EligibleModelCheckpoint
 from peftlab.errors import ConfigError
+from peftlab.models.scheduler_settings import planned_optimizer_steps
 from peftlab.pruning.criteria import Criterion, Magnitude
 from peftlab.pruning.n_m import n_m_sparsity
 from peftlab.pruning.progress import ScheduleProgress
@@ -168,17 +168,10 @@ class PruningCallback(L.Callback):
 
     @staticmethod
     def run_optimizer_steps(trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """The run's optimizer steps (``trainer.estimated_stepping_batches``; inf without a limit)."""
-        total = trainer.estimated_stepping_batches
-        # the per-task-gradient path accumulates itself (pl_module.accumulate_grad_batches; the
-        # trainer gets 1 since Lightning forbids accumulation under manual optimisation), so
-        # Lightning's estimate counts micro-batches there: count optimizer steps instead
+        """The run's optimizer steps (``trainer.estimated_stepping_batches``; inf without a limit); the
+        per-task-gradient path accumulates itself (the trainer gets 1 under manual optimisation)."""
         accumulate = 1 if pl_module.automatic_optimization else int(getattr(pl_module, "accumulate_grad_batches", 1) or 1)
-        if accumulate > 1 and trainer.max_epochs and trainer.max_epochs > 0:
-            steps_per_epoch = max(1, math.ceil(int(trainer.num_training_batches) / accumulate))
-            by_epochs = steps_per_epoch * trainer.max_epochs
-            total = min(by_epochs, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else by_epochs
-        return float(total)
+        return planned_optimizer_steps(trainer, accumulate)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Turn fractions into steps of this run, check the schedule fits, apply the (restored) masks."""
