@@ -21,7 +21,7 @@ from peftlab.reporting import failure_payload, write_metrics
 from peftlab.reporting.metrics_file import interrupted_payload, replaceable_record
 from peftlab.runs.auto_resume import RunDirInUse, run_or_continue
 from peftlab.runs.library_warnings import quiet_framework_noise
-from peftlab.runs.multirun_ddp import child_argv, prepare_job
+from peftlab.runs.multirun_ddp import child_argv, prepare_job, release_process_group
 from peftlab.runs.slurm_signals import exit_on_sigterm_under_slurm
 
 register_resolvers()
@@ -149,7 +149,10 @@ def train_entry() -> None:
     sys.argv = child_argv(sys.argv)  # a Lightning DDP child of a multirun job runs just that job
     sys.argv = [sys.argv[0], *open_mapping_overrides(sys.argv[1:])]  # data.sources.<task>=… without + (config/open_mappings.py)
     _check_overrides("train")
-    _train_main()
+    try:
+        _train_main()
+    finally:
+        release_process_group()  # a gloo group alive at exit can abort this rank (runs/multirun_ddp.py)
 
 
 def eval_entry() -> None:

@@ -48,7 +48,7 @@ def test_stateful_method_under_bf16_per_task_clipping_and_accumulation(make_cfg,
 def test_stateful_methods_from_the_command_line_under_ddp_sim(tmp_path):
     """One multirun over the stateful methods' configs, 2 CPU processes a job, a few batches each."""
     assert set(CLI_METHODS) <= set(ALL_METHODS)
-    result = run_cli("train.py", "-m", "trainer=ddp_sim", *QUICK, f"strategy/weighting={','.join(CLI_METHODS)}", log_dir=tmp_path, timeout=1200)
+    result = run_cli("train.py", "-m", "trainer=ddp_sim", *QUICK, f"strategy/weighting={','.join(CLI_METHODS)}", log_dir=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = {read_json(p)["config"]["strategy"]["weighting"]["_target_"]: read_json(p) for p in metrics_files(tmp_path)}
     assert len(runs) == len(CLI_METHODS)

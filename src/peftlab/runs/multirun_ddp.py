@@ -55,6 +55,19 @@ def prepare_job() -> None:
     os.environ[JOB_ENV] = json.dumps({"overrides": list(hc.overrides.task), "run_dir": hc.runtime.output_dir, "job_name": hc.job.name})
 
 
+def release_process_group() -> None:
+    """End of the process's training: destroy the default process group while the interpreter is whole.
+
+    A gloo process group still alive at interpreter exit can abort the process ("terminate called
+    without an active exception": its worker threads are destroyed unjoined; pytorch/pytorch#190489),
+    and Lightning's DDP teardown does not destroy it. Every rank has finished its collectives by now.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _destroy_stale_process_group() -> None:
     """A process group left by the previous job of this process (its other ranks have exited)."""
     import torch.distributed as dist
