@@ -264,6 +264,7 @@ def report(args, params: int, med: dict, tokens: int, t_ours: float, t_plain: fl
     lines = [
         f"Causal LM on a random GPT-2-small-shaped decoder ({params / 1e6:.0f} M parameters, {args.layers} layers), CPU, {args.threads} threads,",
         f"batch {args.batch} x {args.seq} tokens, {args.rounds} interleaved rounds x {args.steps} step(s); `python scripts/bench_causal_lm.py --rounds {args.rounds} --steps {args.steps} --layers {args.layers}`",
+        f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other jobs share the machine when it exceeds the threads used)",
         "",
         "| comparison | peftlab / baseline | measured |",
         "|---|---|---|",
