@@ -9,10 +9,14 @@ round 1 is a warm-up (first-touch page faults of the T × P buffers) that is pri
 * ``peftlab``: forward, the batched backward (:meth:`TaskJacobian.of`), the Gram matrix, the
   non-finite check (entry by entry, as before; and from the Gram's diagonal, as now), the combination
   into ``.grad``.
+* ``peftlab-rows``: the same with the embedding tables differentiated through their lookups and kept as the
+  rows the batch used (:mod:`peftlab.models.embedding_rows`; what the module does in ``params`` mode).
+* ``peftlab-rows-looped``: the same with T plain backward passes into the blocks (``TaskJacobian.of(batched=False)``).
 * ``loop``: forward, T plain ``autograd.grad`` calls (what the batched pass replaces).
 * ``torchjd``: forward, ``mtl_backward`` on the shared features, ``jac_to_grad`` (MGDA, Gramian path).
 
     python scripts/profile_per_task_backward.py --rounds 2
+    python scripts/profile_per_task_backward.py --rounds 3 --threads 1 --arms equal,peftlab,peftlab-rows,torchjd
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import defaultdict
 
 import torch
 
+from peftlab.models.embedding_rows import EmbeddingRecorder, row_plan
 from peftlab.models.task_jacobian import TaskJacobian
 from weighting_arms import BertBackbone
 
@@ -76,17 +81,20 @@ def equal(s: Setup, ph: Phases) -> None:
         torch.stack(losses).sum().backward()
 
 
-def peftlab(s: Setup, ph: Phases) -> None:
-    """peftlab's Gram-only path, phase by phase (MGDA-like: the coefficients are fixed here, the solve is tiny)."""
-    with ph("forward"):
+def peftlab(s: Setup, ph: Phases, by_rows: bool = False, batched: bool = True) -> None:
+    """peftlab's Gram-only path, phase by phase (MGDA-like: the coefficients are fixed here, the solve is tiny);
+    ``by_rows``: embedding tables by the rows the batch used; ``batched`` False: T plain passes (``looped_grads``)."""
+    recorder = EmbeddingRecorder()
+    with ph("forward"), recorder.recording(s.encoder, s.shared if by_rows else []):
         _, losses = s.forward()
     targets = s.shared + s.head_params
     with ph("batched backward (TaskJacobian.of)"):
-        jac = TaskJacobian.of(losses, targets)
+        jac = TaskJacobian.of(losses, targets, rows=row_plan(recorder.take(), losses, s.shared), batched=batched)
     with ph("Gram (block by block)"):
         gram = jac.gram(len(s.shared))
-    with ph("non-finite check, entry by entry (before)"):
-        jac.finite_rows()
+    if not by_rows:
+        with ph("non-finite check, entry by entry (before)"):
+            jac.finite_rows()
     with ph("non-finite check from the Gram diagonal (now)"):
         jac.finite_rows(gram, len(s.shared))
     with ph("combination into .grad"):
@@ -121,10 +129,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=2, help="rounds of all arms; the first is a warm-up")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--arms", default="equal,peftlab,peftlab-rows,loop,torchjd", help="comma-separated arms")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     setup = Setup()
-    arms = {"equal": equal, "peftlab": peftlab, "loop": loop, "torchjd": torchjd}
+    every = {
+        "equal": equal,
+        "peftlab": peftlab,
+        "peftlab-rows": lambda s, ph: peftlab(s, ph, by_rows=True),
+        "peftlab-rows-looped": lambda s, ph: peftlab(s, ph, by_rows=True, batched=False),
+        "loop": loop,
+        "torchjd": torchjd,
+    }
+    arms = {a: every[a] for a in args.arms.split(",")}
     kept: dict[str, dict[str, list[float]]] = {a: defaultdict(list) for a in arms}
     for r in range(args.rounds):
         for name, arm in arms.items():
