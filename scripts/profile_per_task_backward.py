@@ -11,7 +11,6 @@ round 1 is a warm-up (first-touch page faults of the T × P buffers) that is pri
   into ``.grad``.
 * ``peftlab-rows``: the same with the embedding tables differentiated through their lookups and kept as the
   rows the batch used (:mod:`peftlab.models.embedding_rows`; what the module does in ``params`` mode).
-* ``peftlab-rows-looped``: the same with T plain backward passes into the blocks (``TaskJacobian.of(batched=False)``).
 * ``loop``: forward, T plain ``autograd.grad`` calls (what the batched pass replaces).
 * ``torchjd``: forward, ``mtl_backward`` on the shared features, ``jac_to_grad`` (MGDA, Gramian path).
 
@@ -81,15 +80,15 @@ def equal(s: Setup, ph: Phases) -> None:
         torch.stack(losses).sum().backward()
 
 
-def peftlab(s: Setup, ph: Phases, by_rows: bool = False, batched: bool = True) -> None:
+def peftlab(s: Setup, ph: Phases, by_rows: bool = False) -> None:
     """peftlab's Gram-only path, phase by phase (MGDA-like: the coefficients are fixed here, the solve is tiny);
-    ``by_rows``: embedding tables by the rows the batch used; ``batched`` False: T plain passes (``looped_grads``)."""
+    ``by_rows``: embedding tables by the rows the batch used."""
     recorder = EmbeddingRecorder()
     with ph("forward"), recorder.recording(s.encoder, s.shared if by_rows else []):
         _, losses = s.forward()
     targets = s.shared + s.head_params
     with ph("batched backward (TaskJacobian.of)"):
-        jac = TaskJacobian.of(losses, targets, rows=row_plan(recorder.take(), losses, s.shared), batched=batched)
+        jac = TaskJacobian.of(losses, targets, rows=row_plan(recorder.take(), losses, s.shared))
     with ph("Gram (block by block)"):
         gram = jac.gram(len(s.shared))
     if not by_rows:
@@ -137,7 +136,6 @@ def main() -> None:
         "equal": equal,
         "peftlab": peftlab,
         "peftlab-rows": lambda s, ph: peftlab(s, ph, by_rows=True),
-        "peftlab-rows-looped": lambda s, ph: peftlab(s, ph, by_rows=True, batched=False),
         "loop": loop,
         "torchjd": torchjd,
     }

@@ -173,18 +173,3 @@ def test_the_module_hands_the_lookups_to_the_params_mode_only(monkeypatch, mode,
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     assert seen == [recorded]
-
-
-@pytest.mark.parametrize("by_rows", [False, True])
-def test_looped_passes_give_the_batched_blocks(bert_path, by_rows):
-    model = Bert(bert_path)
-    recorder = EmbeddingRecorder()
-    losses = list(model.losses(recorder).values())
-    targets = model.shared() + list(model.heads.parameters())  # a head is reached by one task only: zeros in the other rows
-    plan = row_plan(recorder.take(), losses, model.shared()) if by_rows else None
-    batched = TaskJacobian.of(losses, targets, scale=2.0, retain_graph=True, rows=plan)
-    looped = TaskJacobian.of(losses, targets, scale=2.0, rows=plan, batched=False)
-    for b, lp in zip(batched.blocks, looped.blocks):
-        assert (b is None) == (lp is None) and isinstance(b, RowBlock) == isinstance(lp, RowBlock)
-    assert torch.allclose(looped.gram(len(targets)), batched.gram(len(targets)), rtol=1e-6)
-    assert torch.allclose(looped.to_rows(), batched.to_rows(), rtol=1e-5, atol=1e-8)

@@ -50,13 +50,11 @@ class TaskJacobian:
         scale: float = 1.0,
         retain_graph: bool = False,
         rows: dict[int, list[Lookup]] | None = None,
-        batched: bool = True,
     ) -> "TaskJacobian":
         """The Jacobian of ``losses`` (× ``scale``) with respect to ``targets``, by one batched backward pass.
 
         ``rows``: target index → the lookups of that embedding table (:func:`~peftlab.models.embedding_rows.row_plan`):
-        its gradient is taken of the lookups' outputs and kept as the used rows. ``batched`` False: T plain
-        backward passes instead (:func:`looped_grads`; the same numbers)."""
+        its gradient is taken of the lookups' outputs and kept as the used rows."""
         rows = rows or {}
         inputs = [t for i, t in enumerate(targets) if i not in rows] + [lk.output for i in sorted(rows) for lk in rows[i]]
         stacked = torch.stack([loss.reshape(()) for loss in losses])
@@ -64,8 +62,6 @@ class TaskJacobian:
         if len(losses) == 1:  # vmap over one row buys nothing; plain autograd keeps its fast paths
             grads = torch.autograd.grad(stacked, inputs, grad_outputs=eye[0], retain_graph=retain_graph, allow_unused=True)
             grads = [g.unsqueeze(0) if g is not None else None for g in grads]
-        elif not batched:
-            grads = looped_grads(stacked, inputs, eye, retain_graph)
         else:
             grads = list(torch.autograd.grad(stacked, inputs, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True))
         n_dense = len(targets) - len(rows)
@@ -163,32 +159,3 @@ class TaskJacobian:
     def _flat(self, block: torch.Tensor | RowBlock) -> torch.Tensor:
         """A block as ``[T, numel]`` (a row block: its used rows only; the rows it leaves out are zero)."""
         return block.flat() if isinstance(block, RowBlock) else block.reshape(self.n_tasks, -1)
-
-
-def looped_grads(stacked: torch.Tensor, inputs: Sequence[torch.Tensor], eye: torch.Tensor, retain_graph: bool) -> list[torch.Tensor | None]:
-    """The ``[T, *shape]`` gradient of each input by T plain backward passes (``retain_graph`` until the last).
-
-    Why there is a second way: under ``is_grads_batched`` a weight gradient ``grad_outᵀ @ input`` has its batch
-    dimension inside the transposed operand, and vmap's rule for it copies (``aten::copy_`` / ``aten::cat``)
-    where plain autograd hands BLAS a transposed view; when the shared weights are large (full fine-tuning)
-    those copies cost more than T separate walks of the graph (measured with
-    ``scripts/profile_per_task_backward.py``). Each pass's gradients are copied into their row of a block
-    allocated at the first pass that reaches the input (rows no pass reached: zeros)."""
-    n_tasks = len(eye)
-    blocks: list[torch.Tensor | None] = [None] * len(inputs)
-    written = [[False] * n_tasks for _ in inputs]
-    for k in range(n_tasks):
-        grads = list(torch.autograd.grad(stacked, inputs, grad_outputs=eye[k], retain_graph=retain_graph or k < n_tasks - 1, allow_unused=True))
-        for i in range(len(grads)):
-            g, grads[i] = grads[i], None  # freed as copied
-            if g is None:
-                continue
-            if blocks[i] is None:
-                blocks[i] = g.new_empty((n_tasks, *g.shape))
-            blocks[i][k].copy_(g)
-            written[i][k] = True
-    for block, rows in zip(blocks, written):
-        for k, done in enumerate(rows):
-            if block is not None and not done:
-                block[k].zero_()
-    return blocks
