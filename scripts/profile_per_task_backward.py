@@ -4,6 +4,8 @@ The same random BERT-base encoder (``transformers.BertConfig()``), batch 8 × se
 heads on the [CLS] features (cross-entropy), 2 threads. Per round and arm, the CPU time of this
 process (all threads, system time included) of each phase; the arms alternate within a round, and
 round 1 is a warm-up (first-touch page faults of the T × P buffers) that is printed but not summed.
+Each arm's peak resident memory (``bench_weighting.PeakRSS``) is printed too, over equal's, in T × P float32
+matrices of the shared parameters (the lowest peak over the rounds after the warm-up).
 
 * ``equal``: forward, one backward of the summed loss.
 * ``peftlab``: forward, the batched backward (:meth:`TaskJacobian.of`), the Gram matrix, the
@@ -27,6 +29,7 @@ from collections import defaultdict
 
 import torch
 
+from bench_weighting import PeakRSS
 from peftlab.models.embedding_rows import EmbeddingRecorder, row_plan
 from peftlab.models.task_jacobian import TaskJacobian
 from weighting_arms import BertBackbone
@@ -141,18 +144,25 @@ def main() -> None:
     }
     arms = {a: every[a] for a in args.arms.split(",")}
     kept: dict[str, dict[str, list[float]]] = {a: defaultdict(list) for a in arms}
+    peaks: dict[str, list[int]] = {a: [] for a in arms}
     for r in range(args.rounds):
         for name, arm in arms.items():
             phases = Phases()
-            arm(setup, phases)
+            with PeakRSS() as mem:
+                arm(setup, phases)
             setup.clear()
+            if r > 0 or args.rounds == 1:
+                peaks[name].append(mem.peak)
             print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in phases.seconds.items()), flush=True)
             if r > 0 or args.rounds == 1:
                 for k, v in phases.seconds.items():
                     kept[name][k].append(v)
     print(f"\nCPU seconds per phase, median of {max(args.rounds - 1, 1)} round(s) after the warm-up:")
+    matrix = len(setup.heads) * sum(p.numel() for p in setup.shared) * 4  # one T × P float32 matrix, bytes
     for name, phases in kept.items():
-        print(f"{name}:")
+        over = (min(peaks[name]) - min(peaks["equal"])) / matrix if "equal" in peaks else float("nan")
+        total = sum(statistics.median(vs) for k, vs in phases.items() if "(before)" not in k)  # what a step runs now
+        print(f"{name}: total {total:.2f} s, peak RSS over equal's {over:.2f} T × P")
         for k, vs in phases.items():
             print(f"  {k}: {statistics.median(vs):.2f}")
 

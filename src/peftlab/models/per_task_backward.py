@@ -8,7 +8,8 @@ accumulation window.
 
 1. one batched backward pass (``is_grads_batched``) gives every task's gradient as per-parameter
    ``[T, *shape]`` blocks (:class:`~peftlab.models.task_jacobian.TaskJacobian`; the graph is freed
-   as it is walked);
+   as it is walked); in ``params`` mode an embedding table whose only uses are the recorded lookups
+   keeps just the rows the batch used (:mod:`~peftlab.models.embedding_rows`);
 2. DDP: average the blocks over ranks — global-batch semantics (in ``representation`` mode the
    feature rows stay per rank: they belong to different samples);
 3. a method that needs only the Gram matrix (:attr:`~peftlab.weighting.Weighting.combines_from_gram`,
