@@ -4,15 +4,20 @@ The same random BERT-base encoder (``transformers.BertConfig()``), batch 8 × se
 heads on the [CLS] features (cross-entropy), 2 threads. Per round and arm, the CPU time of this
 process (all threads, system time included) of each phase; the arms alternate within a round, and
 round 1 is a warm-up (first-touch page faults of the T × P buffers) that is printed but not summed.
+Each arm's peak resident memory (``bench_weighting.PeakRSS``) is printed too, over equal's, in T × P float32
+matrices of the shared parameters (the lowest peak over the rounds after the warm-up).
 
 * ``equal``: forward, one backward of the summed loss.
 * ``peftlab``: forward, the batched backward (:meth:`TaskJacobian.of`), the Gram matrix, the
   non-finite check (entry by entry, as before; and from the Gram's diagonal, as now), the combination
   into ``.grad``.
+* ``peftlab-rows``: the same with the embedding tables differentiated through their lookups and kept as the
+  rows the batch used (:mod:`peftlab.models.embedding_rows`; what the module does in ``params`` mode).
 * ``loop``: forward, T plain ``autograd.grad`` calls (what the batched pass replaces).
 * ``torchjd``: forward, ``mtl_backward`` on the shared features, ``jac_to_grad`` (MGDA, Gramian path).
 
     python scripts/profile_per_task_backward.py --rounds 2
+    python scripts/profile_per_task_backward.py --rounds 3 --threads 1 --arms equal,peftlab,peftlab-rows,torchjd
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections import defaultdict
 
 import torch
 
+from bench_weighting import PeakRSS
+from peftlab.models.embedding_rows import EmbeddingRecorder, row_plan
 from peftlab.models.task_jacobian import TaskJacobian
 from weighting_arms import BertBackbone
 
@@ -76,17 +83,20 @@ def equal(s: Setup, ph: Phases) -> None:
         torch.stack(losses).sum().backward()
 
 
-def peftlab(s: Setup, ph: Phases) -> None:
-    """peftlab's Gram-only path, phase by phase (MGDA-like: the coefficients are fixed here, the solve is tiny)."""
-    with ph("forward"):
+def peftlab(s: Setup, ph: Phases, by_rows: bool = False) -> None:
+    """peftlab's Gram-only path, phase by phase (MGDA-like: the coefficients are fixed here, the solve is tiny);
+    ``by_rows``: embedding tables by the rows the batch used."""
+    recorder = EmbeddingRecorder()
+    with ph("forward"), recorder.recording(s.encoder, s.shared if by_rows else []):
         _, losses = s.forward()
     targets = s.shared + s.head_params
     with ph("batched backward (TaskJacobian.of)"):
-        jac = TaskJacobian.of(losses, targets)
+        jac = TaskJacobian.of(losses, targets, rows=row_plan(recorder.take(), losses, s.shared))
     with ph("Gram (block by block)"):
         gram = jac.gram(len(s.shared))
-    with ph("non-finite check, entry by entry (before)"):
-        jac.finite_rows()
+    if not by_rows:
+        with ph("non-finite check, entry by entry (before)"):
+            jac.finite_rows()
     with ph("non-finite check from the Gram diagonal (now)"):
         jac.finite_rows(gram, len(s.shared))
     with ph("combination into .grad"):
@@ -121,23 +131,38 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=2, help="rounds of all arms; the first is a warm-up")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--arms", default="equal,peftlab,peftlab-rows,loop,torchjd", help="comma-separated arms")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     setup = Setup()
-    arms = {"equal": equal, "peftlab": peftlab, "loop": loop, "torchjd": torchjd}
+    every = {
+        "equal": equal,
+        "peftlab": peftlab,
+        "peftlab-rows": lambda s, ph: peftlab(s, ph, by_rows=True),
+        "loop": loop,
+        "torchjd": torchjd,
+    }
+    arms = {a: every[a] for a in args.arms.split(",")}
     kept: dict[str, dict[str, list[float]]] = {a: defaultdict(list) for a in arms}
+    peaks: dict[str, list[int]] = {a: [] for a in arms}
     for r in range(args.rounds):
         for name, arm in arms.items():
             phases = Phases()
-            arm(setup, phases)
+            with PeakRSS() as mem:
+                arm(setup, phases)
             setup.clear()
+            if r > 0 or args.rounds == 1:
+                peaks[name].append(mem.peak)
             print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in phases.seconds.items()), flush=True)
             if r > 0 or args.rounds == 1:
                 for k, v in phases.seconds.items():
                     kept[name][k].append(v)
     print(f"\nCPU seconds per phase, median of {max(args.rounds - 1, 1)} round(s) after the warm-up:")
+    matrix = len(setup.heads) * sum(p.numel() for p in setup.shared) * 4  # one T × P float32 matrix, bytes
     for name, phases in kept.items():
-        print(f"{name}:")
+        over = (min(peaks[name]) - min(peaks["equal"])) / matrix if "equal" in peaks else float("nan")
+        total = sum(statistics.median(vs) for k, vs in phases.items() if "(before)" not in k)  # what a step runs now
+        print(f"{name}: total {total:.2f} s, peak RSS over equal's {over:.2f} T × P")
         for k, vs in phases.items():
             print(f"  {k}: {statistics.median(vs):.2f}")
 

@@ -30,6 +30,7 @@ from peftlab.clipping.guard import NonFiniteGuard, zero_loss
 from peftlab.distributed import world_size
 from peftlab.errors import ConfigError
 from peftlab.models.causal_lm_body import check_causal_lm_body
+from peftlab.models.embedding_rows import EmbeddingRecorder
 from peftlab.models.evaluation_steps import EvaluationSteps
 from peftlab.models.heads import TaskHeads
 from peftlab.models.optimizer_settings import check_optimizer_settings
@@ -93,6 +94,7 @@ class MultiTaskModule(EvaluationSteps):
             raise ConfigError("strategy.clipping", "per_task clipping needs parameter gradients; use strategy.weighting.mode=params or another clipping (none, norm, value, agc)")
         self.guard = NonFiniteGuard(self.clipping.max_bad_steps, self.task_names)
         self.good_micro_batches = 0  # automatic path: finite micro-batches since the last optimizer step
+        self.embedding_lookups = EmbeddingRecorder()  # per-task path: embedding tables' gradients by used rows
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
@@ -136,7 +138,9 @@ class MultiTaskModule(EvaluationSteps):
         weighted total: counted by the guard, which stops the run after ``max_bad_steps`` in a row)."""
         if not self.heads.target_scaling.done:  # a loader without a whole-split view: fit on the first batches
             self.heads.fit_targets(batch["y"], batch["task_mask"])
-        features = call_body(self.body, batch["inputs"], batch["task_mask"])
+        by_rows = not self.automatic_optimization and not self.weighting.on_representation
+        with self.embedding_lookups.recording(self.body, self.body.shared_parameters() if by_rows else ()):
+            features = call_body(self.body, batch["inputs"], batch["task_mask"])
         losses = self.task_losses(self.heads(features), batch)
         if self.automatic_optimization:
             if self.guard.skip_bad_losses(losses):  # every rank skips (a zero loss under DDP, where Lightning needs one)
@@ -182,6 +186,7 @@ class MultiTaskModule(EvaluationSteps):
             clip_rows=self.clipping.clip_rows if self.clipping.per_task else None,
             accumulation=self.accumulate_grad_batches,
             skip_non_finite=scaler is None,
+            lookups=self.embedding_lookups.take(),
         )
 
     def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:

@@ -8,7 +8,8 @@ accumulation window.
 
 1. one batched backward pass (``is_grads_batched``) gives every task's gradient as per-parameter
    ``[T, *shape]`` blocks (:class:`~peftlab.models.task_jacobian.TaskJacobian`; the graph is freed
-   as it is walked);
+   as it is walked); in ``params`` mode an embedding table whose only uses are the recorded lookups
+   keeps just the rows the batch used (:mod:`~peftlab.models.embedding_rows`);
 2. DDP: average the blocks over ranks — global-batch semantics (in ``representation`` mode the
    feature rows stay per rank: they belong to different samples);
 3. a method that needs only the Gram matrix (:attr:`~peftlab.weighting.Weighting.combines_from_gram`,
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from peftlab.distributed import all_reduce_mean
+from peftlab.models.embedding_rows import Lookup, row_plan
 from peftlab.models.task_jacobian import TaskJacobian
 from peftlab.weighting import Weighting
 
@@ -61,6 +63,7 @@ def per_task_backward(
     clip_rows: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
     accumulation: int = 1,
     skip_non_finite: bool = True,
+    lookups: Sequence[Lookup] = (),
 ) -> PerTaskBackwardResult:
     """Differentiate each task's loss, combine the gradients with ``weighting`` and add them into ``.grad``.
 
@@ -78,6 +81,8 @@ def per_task_backward(
         accumulation: micro-batches per optimizer step (what is added into ``.grad`` is divided by it).
         skip_non_finite: when a task's averaged row is NaN/Inf, write nothing and report it (False
             under a grad scaler, which skips the optimizer step itself).
+        lookups: the forward pass's embedding lookups (:class:`~peftlab.models.embedding_rows.EmbeddingRecorder`):
+            in ``params`` mode, the tables they allow are differentiated by the rows the batch used.
     """
     names = list(losses)
     objective = weighting(losses)
@@ -90,7 +95,9 @@ def per_task_backward(
 
     targets = ([features] if features is not None else list(shared)) + list(rest)
     n_front = 1 if features is not None else len(shared)  # targets the weighting combines
-    jac = TaskJacobian.of([losses[n] for n in names], targets, grad_scale, retain_graph=features is not None)
+    task_losses = [losses[n] for n in names]
+    rows = row_plan(lookups, task_losses, targets[: len(shared)]) if features is None and lookups else None
+    jac = TaskJacobian.of(task_losses, targets, grad_scale, retain_graph=features is not None, rows=rows)
     jac.all_reduce_mean(start=0 if features is None else 1)  # global-batch semantics
     gram_only = loss_coeffs is None and clip_rows is None and features is None and weighting.combines_from_gram
     gram = jac.gram(n_front) if gram_only else None  # its diagonal also answers the finiteness check (one pass, not two)

@@ -12,6 +12,11 @@ them into a flat buffer would hold two copies at once. Methods that need only th
 the combined direction is written into ``.grad`` one block at a time (each block freed after it
 is used); methods that work on the raw rows get the flat matrix from :meth:`TaskJacobian.to_rows`,
 filled block by block while the blocks are released (one T × P copy, plus one block, at a time).
+
+Embedding tables (``rows``, see :mod:`peftlab.models.embedding_rows`) are differentiated through their
+lookups' outputs and kept as a :class:`~peftlab.models.embedding_rows.RowBlock` of the rows the batch
+used: the Gram matrix and the combination read only those rows, and ``.grad`` / :meth:`to_rows` get
+the dense table (zeros elsewhere), as the optimizer and the raw-row methods expect.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Sequence
 import torch
 
 from peftlab.distributed import all_reduce_mean, world_size
+from peftlab.models.embedding_rows import Lookup, RowBlock
 
 
 class TaskJacobian:
@@ -28,36 +34,60 @@ class TaskJacobian:
     block per target (None where no loss reaches the target: a zero block).
 
     Args:
-        blocks: one block per target, or None.
+        blocks: one block per target (a :class:`RowBlock` for an embedding table taken by rows), or None.
         targets: the tensors the gradients were taken of (their shapes and numels).
         n_tasks: T.
     """
 
-    def __init__(self, blocks: list[torch.Tensor | None], targets: Sequence[torch.Tensor], n_tasks: int):
+    def __init__(self, blocks: list[torch.Tensor | RowBlock | None], targets: Sequence[torch.Tensor], n_tasks: int):
         self.blocks, self.targets, self.n_tasks = blocks, list(targets), n_tasks
 
     @classmethod
-    def of(cls, losses: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], scale: float = 1.0, retain_graph: bool = False) -> "TaskJacobian":
-        """The Jacobian of ``losses`` (× ``scale``) with respect to ``targets``, by one batched backward pass."""
+    def of(
+        cls,
+        losses: Sequence[torch.Tensor],
+        targets: Sequence[torch.Tensor],
+        scale: float = 1.0,
+        retain_graph: bool = False,
+        rows: dict[int, list[Lookup]] | None = None,
+    ) -> "TaskJacobian":
+        """The Jacobian of ``losses`` (× ``scale``) with respect to ``targets``, by one batched backward pass.
+
+        ``rows``: target index → the lookups of that embedding table (:func:`~peftlab.models.embedding_rows.row_plan`):
+        its gradient is taken of the lookups' outputs and kept as the used rows."""
+        rows = rows or {}
+        inputs = [t for i, t in enumerate(targets) if i not in rows] + [lk.output for i in sorted(rows) for lk in rows[i]]
         stacked = torch.stack([loss.reshape(()) for loss in losses])
         eye = torch.eye(len(losses), dtype=stacked.dtype, device=stacked.device) * scale
         if len(losses) == 1:  # vmap over one row buys nothing; plain autograd keeps its fast paths
-            grads = torch.autograd.grad(stacked, targets, grad_outputs=eye[0], retain_graph=retain_graph, allow_unused=True)
-            blocks = [g.unsqueeze(0) if g is not None else None for g in grads]
+            grads = torch.autograd.grad(stacked, inputs, grad_outputs=eye[0], retain_graph=retain_graph, allow_unused=True)
+            grads = [g.unsqueeze(0) if g is not None else None for g in grads]
         else:
-            grads = torch.autograd.grad(stacked, targets, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True)
-            blocks = list(grads)
-        del grads
+            grads = list(torch.autograd.grad(stacked, inputs, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True))
+        n_dense = len(targets) - len(rows)
+        dense, looked_up = iter(grads[:n_dense]), grads[n_dense:]
+        blocks: list[torch.Tensor | RowBlock | None] = []
+        for i in range(len(targets)):
+            if i in rows:
+                n = len(rows[i])
+                blocks.append(RowBlock.scatter(rows[i], looked_up[:n], len(losses)))
+                looked_up = looked_up[n:]
+            else:
+                blocks.append(next(dense))
+        del grads, dense
         return cls(blocks, targets, len(losses))
 
     def all_reduce_mean(self, start: int = 0) -> None:
         """Average the blocks from ``start`` on over DDP ranks (global-batch semantics; a no-op without DDP).
 
         A parameter this rank's batch did not reach (an MoE expert given no token) has no block here
-        but may have one on another rank: it gets a zero block, so every rank issues the same collectives."""
+        but may have one on another rank: it gets a zero block, so every rank issues the same collectives.
+        A :class:`RowBlock` becomes its dense block first: the ranks' used rows differ, so row blocks would not line up."""
         if world_size() <= 1:
             return
         for i in range(start, len(self.blocks)):
+            if isinstance(self.blocks[i], RowBlock):
+                self.blocks[i] = self.blocks[i].dense()
             if self.blocks[i] is None:
                 target = self.targets[i]
                 self.blocks[i] = target.new_zeros((self.n_tasks, *target.shape))
@@ -77,7 +107,7 @@ class TaskJacobian:
         skip = stop if gram is not None and bool(torch.isfinite(gram.diagonal()).all()) else 0
         for block in self.blocks[skip:]:
             if block is not None:
-                ok &= torch.isfinite(block.reshape(self.n_tasks, -1)).all(dim=1)
+                ok &= torch.isfinite(self._flat(block)).all(dim=1)
         return ok.tolist()
 
     def gram(self, stop: int) -> torch.Tensor:
@@ -86,7 +116,7 @@ class TaskJacobian:
         gram = torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.float64, device=self.targets[0].device)
         for block in self.blocks[:stop]:
             if block is not None:
-                flat = block.reshape(self.n_tasks, -1).float()
+                flat = self._flat(block).float()
                 gram += (flat @ flat.T).double()
         return gram
 
@@ -97,8 +127,9 @@ class TaskJacobian:
             block, self.blocks[i] = self.blocks[i], None
             if block is None:
                 continue
-            flat = block.reshape(self.n_tasks, -1).float()
-            g = (coeffs.to(flat) @ flat if coeffs is not None else flat.sum(dim=0)).view_as(p)
+            flat = self._flat(block).float()
+            g = coeffs.to(flat) @ flat if coeffs is not None else flat.sum(dim=0)
+            g = block.expand(g) if isinstance(block, RowBlock) else g.view_as(p)
             del block, flat
             if factor != 1.0:
                 g.mul_(factor)
@@ -117,8 +148,14 @@ class TaskJacobian:
             block, self.blocks[i] = self.blocks[i], None
             if block is None:
                 rows[:, offset : offset + n] = 0
+            elif isinstance(block, RowBlock):
+                block.write_into(rows[:, offset : offset + n])
             else:
                 rows[:, offset : offset + n] = block.reshape(self.n_tasks, -1)
             del block
             offset += n
         return rows
+
+    def _flat(self, block: torch.Tensor | RowBlock) -> torch.Tensor:
+        """A block as ``[T, numel]`` (a row block: its used rows only; the rows it leaves out are zero)."""
+        return block.flat() if isinstance(block, RowBlock) else block.reshape(self.n_tasks, -1)
