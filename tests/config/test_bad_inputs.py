@@ -35,6 +35,7 @@ CASES = [
     ),
     ("n_m_structured_criterion", "train.py", ["strategy=prune_share", "strategy/pruning=neurons", "strategy.pruning.criterion.n_m=[2,4]"], "strategy.pruning.criterion.n_m", {}),
     ("calibration_batches_zero", "train.py", ["strategy=oneshot_prune", "strategy.pruning.calibration.batches=0"], "strategy.pruning.calibration.batches", {}),
+    ("calibration_seed_negative", "train.py", ["strategy=oneshot_prune", "strategy.pruning.calibration.seed=-1"], "strategy.pruning.calibration.seed", {}),
     (
         "sparsegpt_on_a_bias",
         "train.py",

@@ -60,7 +60,7 @@ class PruningCallback(L.Callback):
             checkpoint callback must then be a
             :class:`~peftlab.callbacks.eligible_checkpoint.EligibleModelCheckpoint`, which asks
             :meth:`best_checkpoint_eligible`.
-        calibration: ``{batches: n}``, the training batches Wanda and SparseGPT score from
+        calibration: ``{batches: n, seed: s}``, the training batches Wanda and SparseGPT score from (seed null: the data order)
             (ignored by the other criteria).
     """
 
@@ -134,7 +134,7 @@ class PruningCallback(L.Callback):
     def calibrate(self, source: Any, pl_module: nn.Module) -> None:
         """Hand a calibrated criterion (Wanda, SparseGPT) its batches (from ``source``: a Trainer or a datamodule) and the model's forward."""
         if self.criterion.needs_calibration:
-            self.criterion.calibrate_with(model_forward(pl_module), calibration_batches(source, self.calibration["batches"]), pl_module)
+            self.criterion.calibrate_with(model_forward(pl_module), calibration_batches(source, self.calibration["batches"], self.calibration["seed"]), pl_module)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Attach masks before DDP wraps the model; check that "best" can wait for the final sparsity."""
