@@ -246,11 +246,12 @@ def main() -> None:
         ]
 
     minutes, load_after = (time.perf_counter() - t0) / 60, os.getloadavg()
+    batches_note = "the recipe's default" if args.batches == 16 else "the recipe's default is 16"
     header = [
         f"`python scripts/bench_llm_pruning.py{'' if trained_here else ' --ckpt <ckpt>'} --seeds {' '.join(map(str, args.seeds))} --batches {args.batches} "
         f"--threads {args.threads} --recover-steps {args.recover_steps} --val-every {args.val_every} --decoder-steps {args.decoder_steps}` "
         f"({'checkpoint trained by the script' if trained_here else f'checkpoint `{ckpt.name}` of a `python train.py experiment=tweets_minilm` run'}); "
-        f"{args.batches} calibration batches of 32 training rows (cut from the recipe's 16 to fit the time budget), calibration seeds "
+        f"{args.batches} calibration batches of 32 training rows ({batches_note}), calibration seeds "
         f"{', '.join(map(str, args.seeds))}; test split of 400 tweets; CPU, OMP_NUM_THREADS={args.threads}; {minutes:.0f} min in all; "
         f"load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (a shared 2-core machine).",
         "",
