@@ -70,7 +70,5 @@ def release_process_group() -> None:
 
 def _destroy_stale_process_group() -> None:
     """A process group left by the previous job of this process (its other ranks have exited)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and "LOCAL_RANK" not in _ENV_AT_START:
-        dist.destroy_process_group()
+    if "LOCAL_RANK" not in _ENV_AT_START:  # not a rank a launcher started: the group is this process's own
+        release_process_group()
