@@ -119,12 +119,20 @@ class MultiTaskModule(EvaluationSteps):
         """Mean loss of each task over its labelled rows; tasks absent from the batch are left out."""
         mask = batch["task_mask"]
         losses: dict[str, torch.Tensor] = {}
+        terms: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor] | None] = {}  # per-row loss terms by (output, target)
         for t, task in enumerate(self.tasks):
             rows = mask[:, t]
             present = int(rows.sum())
             if present == 0:
                 continue
             out, target = outputs[task.name], task.task_type.targets(batch, t)
+            key = (id(out), id(target), task.task_type.name)
+            if key not in terms:  # causal-LM tasks on one decoder share its logits: their terms are computed once
+                terms[key] = task.task_type.row_loss_terms(out, target)
+            if terms[key] is not None:
+                sums, weights = terms[key] if present == len(rows) else (terms[key][0][rows], terms[key][1][rows])
+                losses[task.name] = sums.sum() / weights.sum()
+                continue
             if present < len(rows):
                 out, target = out[rows], target[rows]
             losses[task.name] = task.task_type.loss(self.heads.standardised(task.name, out), self.heads.standardised(task.name, target))

@@ -70,6 +70,14 @@ class TaskType:
         :meth:`targets`' for the same rows)."""
         raise NotImplementedError
 
+    def row_loss_terms(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(loss sum, weight)`` per row ``[B]`` for a kind whose loss over some rows is Σ sums / Σ weights
+        of those rows (causal_lm: token losses and token counts), or None (the default: :meth:`loss`
+        of the rows' outputs). With terms, the module computes them once per batch for every task that
+        reads the same output and takes each task's rows from them, instead of copying each task's
+        rows of the output (for a decoder, its ``[B, L, V]`` logits) and their gradient."""
+        return None
+
     # ------------------------------------------------------------ the metrics
     def make_metric(self, name: str, spec: SpecFields) -> Metric:
         """The torchmetrics object behind metric ``name`` (one of :attr:`metrics`) of task ``spec``."""

@@ -16,7 +16,7 @@ from torchmetrics import Metric
 
 from peftlab.errors import ConfigError
 from peftlab.tasks.base import SpecFields, TaskType
-from peftlab.tasks.lm_metrics import GeneratedExactMatch, TokenLoss, masked_token_losses
+from peftlab.tasks.lm_metrics import GeneratedExactMatch, TokenLoss, masked_token_losses, row_token_losses
 from peftlab.tasks.registry import register_task_type
 from peftlab.tasks.text_metrics import TEXT_METRICS, GeneratedTextOverlap
 
@@ -65,6 +65,11 @@ class CausalLMTask(TaskType):
         (``output``: logits ``[N, L, V]``, ``target``: ``lm_labels`` ``[N, L]``)."""
         total, tokens = masked_token_losses(output, target)
         return total / tokens
+
+    def row_loss_terms(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: the sum of its response tokens' cross-entropies and their number (a task's loss is
+        the ratio of their sums over its rows)."""
+        return row_token_losses(output, target)
 
     def make_metric(self, name: str, spec: SpecFields) -> Metric:
         """exact_match, rouge_l, chrf, bleu, loss or perplexity."""

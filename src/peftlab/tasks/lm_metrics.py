@@ -15,19 +15,30 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
+from peftlab.tasks.token_cross_entropy import token_cross_entropy
+
 IGNORE = -100  # label of a position that is not scored (prompt, padding)
 
 
 def masked_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum of the next-token cross-entropies over the scored positions, number of scored positions)``,
-    in float32: position ``i``'s logits predict label ``i + 1``.
+    in float32: position ``i``'s logits predict label ``i + 1``."""
+    sums, counts = row_token_losses(logits, labels)
+    return sums.sum(), counts.sum()
+
+
+def row_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``logits`` ``[B, L, V]``: ``(sum of its next-token cross-entropies, number of scored
+    positions)``, both ``[B]`` float32.
 
     The labels are shifted, not the logits (as transformers' own causal-LM loss does): slicing
     ``logits[:, :-1]`` would copy the ``[B, L, V]`` logits (206 MB for GPT-2 at batch 4 x 256),
-    and its gradient once more; the last position gets label -100 and scores nothing."""
-    target = F.pad(labels[:, 1:], (0, 1), value=IGNORE).reshape(-1).long()
-    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target, ignore_index=IGNORE, reduction="sum")
-    return total, (target != IGNORE).sum()
+    and its gradient once more; the last position gets label -100 and scores nothing. The
+    cross-entropy is :func:`~peftlab.tasks.token_cross_entropy.token_cross_entropy`, which keeps
+    one ``[B, L, V]`` tensor for the backward where ``F.cross_entropy`` keeps three."""
+    target = F.pad(labels[:, 1:], (0, 1), value=IGNORE).long()
+    per_token = token_cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    return per_token.view(target.shape).sum(dim=1), (target != IGNORE).sum(dim=1).float()
 
 
 def _logits(preds: Any) -> torch.Tensor:
