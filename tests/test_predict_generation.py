@@ -63,3 +63,34 @@ def test_bad_max_new_tokens_and_generation_from_a_classifier_are_one_line(tmp_pa
     cfg = compose_config([f"ckpt_path={digits['ckpt_path']}", "texts=[a]", "max_new_tokens=5"], tmp_path / "q", config_name="predict")
     with pytest.raises(ConfigError, match=r"^max_new_tokens: this model has no LM head to generate with \(its tasks: digit \(classification\), .*\); it predicts labels: leave max_new_tokens out$"):
         predict(cfg)
+
+
+def test_conversations_are_rendered_and_answered(tmp_path, lm_run):
+    """A JSON-lines file whose column holds {role, content} turns: each conversation rendered with the
+    plain template (the char tokenizer has no chat template) plus ``assistant: ``, generated from as
+    Hugging Face ``generate`` does from the same ids; the output's text is the turns as JSON."""
+    _, metrics = lm_run
+    chats = [[{"role": "user", "content": "reverse 1234="}], [{"role": "system", "content": "be brief"}, {"role": "user", "content": "add 1+2="}]]
+    source = tmp_path / "chats.jsonl"
+    source.write_text("".join(json.dumps({"messages": c}) + "\n" for c in chats))
+    out = tmp_path / "gen.jsonl"
+    cfg = compose_config([f"ckpt_path={metrics['run_dir']}", f"input={source}", "input_column=messages", f"output={out}", "max_new_tokens=6"], tmp_path / "p", config_name="predict")
+    assert predict(cfg)["rows"] == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    model = load_for_inference(metrics["ckpt_path"])
+    hf, tok = model.network.body.backbone.model, model.tokenizer
+    for row, chat in zip(rows, chats):
+        text = "".join(f"{t['role']}: {t['content']}\n" for t in chat) + "assistant: "
+        ids = torch.tensor([tok("")["input_ids"] + tok(text, add_special_tokens=False)["input_ids"]])
+        want = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False, pad_token_id=0)[0, ids.shape[1] :].tolist()
+        want = want[: want.index(2)] if 2 in want else want
+        assert row == {"text": json.dumps(chat), "generation": tok.decode(want, skip_special_tokens=True)}
+
+    answered = tmp_path / "answered.jsonl"
+    answered.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}) + "\n")
+    cfg = compose_config([f"ckpt_path={metrics['run_dir']}", f"input={answered}", "input_column=messages", f"output={out}"], tmp_path / "q", config_name="predict")
+    with pytest.raises(ConfigError, match=r"^input_column: input row 1: the last turn is the assistant's; end each conversation with the turn the model should answer$"):
+        predict(cfg)
+    cfg = compose_config([f"ckpt_path={metrics['run_dir']}", f"input={source}", "input_column=messages", "chat_template=tokenizer", f"output={out}"], tmp_path / "r", config_name="predict")
+    with pytest.raises(ConfigError, match=r"^chat_template: is 'tokenizer' but the tokenizer .* has no chat template"):
+        predict(cfg)

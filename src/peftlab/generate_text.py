@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -34,10 +35,22 @@ def new_tokens(model: Any, value: Any) -> int:
     return value
 
 
-def left_padded(tokenizer: Any, prompts: Sequence[str], max_length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of ``prompts`` (with the tokenizer's special tokens, cut from the left to
-    ``max_length`` as in training), left-padded: ``(input_ids, attention_mask)``."""
-    rows = [list(ids)[-max_length:] for ids in tokenizer(list(prompts))["input_ids"]]
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A conversation to answer, already rendered: ``text`` (the turns as JSON, for the output) and
+    ``ids`` (its tokens and the assistant's generation prompt, see
+    :func:`~peftlab.data.tokenize_chat.generation_prompt_ids`)."""
+
+    text: str
+    ids: list[int]
+
+
+def left_padded(tokenizer: Any, prompts: Sequence[str | ChatPrompt], max_length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of ``prompts`` (texts with the tokenizer's special tokens, chats as rendered; cut from
+    the left to ``max_length`` as in training), left-padded: ``(input_ids, attention_mask)``."""
+    texts = [p for p in prompts if isinstance(p, str)]
+    encoded = iter(tokenizer(texts)["input_ids"] if texts else [])
+    rows = [list(p.ids if isinstance(p, ChatPrompt) else next(encoded))[-max_length:] for p in prompts]
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -56,8 +69,8 @@ def per_task_generations(body: Any) -> bool:
 
 
 @torch.no_grad()
-def generation_rows(model: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 64, device: str = "cpu") -> list[dict[str, str]]:
-    """``{"text": prompt, "generation": text}`` per prompt: greedy decoding up to the end-of-sequence
+def generation_rows(model: Any, prompts: Sequence[str | ChatPrompt], max_new_tokens: int, batch_size: int = 64, device: str = "cpu") -> list[dict[str, str]]:
+    """``{"text": prompt, "generation": text}`` per prompt (a chat: its turns as JSON): greedy decoding up to the end-of-sequence
     token or ``max_new_tokens`` tokens, special tokens left out. When the causal-LM tasks generate
     through different weights (``task_lora`` / ``separate``), one ``generation/<task>`` column per
     causal-LM task, each prompt routed through that task's adapter or decoder."""
@@ -75,7 +88,7 @@ def generation_rows(model: Any, prompts: Sequence[str], max_new_tokens: int, bat
         chunk = list(prompts[start : start + batch_size])
         ids, mask = left_padded(tokenizer, chunk, model.max_length, pad)
         ids, mask = ids.to(device), mask.to(device)
-        chunk_rows = [{"text": prompt} for prompt in chunk]
+        chunk_rows = [{"text": prompt.text if isinstance(prompt, ChatPrompt) else prompt} for prompt in chunk]
         for column, task in columns.items():
             task_ids = torch.full((len(chunk),), names.index(task), dtype=torch.long, device=device)
             out = ignore_after_eos(generate_rows(body, task_ids, ids, mask, max_new_tokens), decoder.eos_token_id).cpu()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.batch import slice_inputs
 from peftlab.errors import ConfigError
-from peftlab.generate_text import generation_rows, new_tokens
+from peftlab.generate_text import ChatPrompt, generation_rows, new_tokens
 from peftlab.inference import InferenceModel, load_for_inference
 from peftlab.validators import check_choice, check_int
 
@@ -44,9 +44,32 @@ def read_texts(path: str, column: str = "text") -> tuple[list[str], list[str | N
         raise ConfigError("input", str(err)) from None
     if column not in frame.columns:
         raise ConfigError("input_column", f"{file} has no column {column!r}; columns: {[str(c) for c in frame.columns]}")
-    texts = ["" if v is None else str(v) for v in frame[column].tolist()]
+    texts = [v if is_turn_list(v) else "" if v is None else str(v) for v in frame[column].tolist()]
     pairs = [None if v is None else str(v) for v in frame["text_pair"].tolist()] if "text_pair" in frame.columns else None
     return texts, pairs
+
+
+def is_turn_list(value: Any) -> bool:
+    """Whether a cell holds a list (a JSON-lines / parquet conversation), not a text."""
+    return isinstance(value, list) or (hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0) == 1)
+
+
+def chat_prompts(model: InferenceModel, cells: list[Any], chat_template: str) -> list[str | ChatPrompt]:
+    """Cells that hold conversations (lists of ``{role, content}`` turns, as JSON lines give them) as
+    :class:`~peftlab.generate_text.ChatPrompt` s rendered with ``chat_template`` as training renders
+    chats, plus the assistant's generation prompt; text cells unchanged. Mixed cells, a turn that is
+    not ``{role, content}`` or a conversation ending with the assistant's turn: one line."""
+    chats = [is_turn_list(c) for c in cells]
+    if not any(chats):
+        return cells
+    if not all(chats):
+        raise ConfigError("input_column", "holds both texts and conversations: give one kind per file (conversations as lists of {role, content} turns in JSON lines)")
+    from peftlab.data.chat_rows import conversation
+    from peftlab.data.tokenize_chat import generation_prompt_ids, template_for
+
+    template = template_for(model.tokenizer, chat_template, "chat_template")
+    turns = [conversation(c, f"input row {i + 1}", "input_column", answered=False) for i, c in enumerate(cells)]
+    return [ChatPrompt(json.dumps(t, ensure_ascii=False), generation_prompt_ids(t, model.tokenizer, template, "chat_template")) for t in turns]
 
 
 def read_features(path: str, input_shape: Sequence[int] | None) -> torch.Tensor:
@@ -138,6 +161,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     max_new_tokens = new_tokens(model, cfg.get("max_new_tokens"))
     if max_new_tokens:
         prompts = list(map(str, cfg.texts)) if cfg.get("texts") else read_texts(str(cfg.input), str(cfg.input_column))[0]
+        prompts = chat_prompts(model, prompts, str(cfg.get("chat_template", "auto")))
         rows = generation_rows(model, prompts, max_new_tokens, batch_size, resolve_device(str(cfg.device)))
         out = write_predictions(rows, cfg.output)
         print(f"generations: {len(rows)} prompts -> {out}")

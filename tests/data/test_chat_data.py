@@ -114,3 +114,17 @@ def test_bad_messages_cells_and_a_missing_column_are_one_line(tmp_path, cell, ma
         MultiTaskDataModule(tasks=LM, sources={"chat": {"path": str(path), "messages": "messages"}}, tokenizer="chars").setup()
     with pytest.raises(ConfigError, match=r"^data.sources.chat.messages: no column 'turns' in .*chat.jsonl; columns: \['messages'\]$"):
         MultiTaskDataModule(tasks=LM, sources={"chat": {"path": str(path), "messages": "turns"}}, tokenizer="chars").setup()
+
+
+def test_a_conversation_to_answer_ends_with_the_generation_prompt_as_training_renders_it(templated):
+    """predict.py's chat prompts: the turns as training renders them, then the template's generation
+    prompt (the same text that precedes a trained assistant turn), or ``assistant: `` in the plain template."""
+    from peftlab.data.tokenize_chat import generation_prompt_ids
+
+    tok = load_tokenizer(templated)
+    talk = TALK[:3]
+    assert generation_prompt_ids(talk, tok, "tokenizer", "k") == [BOS, *enc("(user)ab(assistant)"), *enc("ba"), EOS, *enc("(user)cd(assistant)")]
+    trained, _ = rows(tokenize_conversations(Conversations([TALK]), tok, max_length=64))
+    assert trained[: len(generation_prompt_ids(talk, tok, "tokenizer", "k"))] == generation_prompt_ids(talk, tok, "tokenizer", "k")
+    plain = generation_prompt_ids(talk, tok, "plain", "k")
+    assert plain == [BOS, *enc("user: ab\nassistant: "), *enc("ba"), EOS, *enc("user: cd\nassistant: ")]

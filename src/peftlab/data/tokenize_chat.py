@@ -104,6 +104,22 @@ def conversation_tokens(messages: list[dict[str, str]], tokenizer, template: str
     return ids, labels
 
 
+def generation_prompt_ids(messages: list[dict[str, str]], tokenizer, template: str, key: str) -> list[int]:
+    """Token ids of a conversation that awaits the assistant's reply: its turns as training renders
+    them (``template``: ``tokenizer`` or ``plain``), then the assistant's generation prompt (the
+    template's ``add_generation_prompt`` text, or ``"assistant: "``) — what a model trained on chats
+    rendered the same way continues with its reply."""
+    ids, _ = conversation_tokens(messages, tokenizer, template, key)
+    if template == "plain":
+        suffix = f"{ASSISTANT}: "
+    else:
+        done, prompt = (tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=flag) for flag in (False, True))
+        if not prompt.startswith(done):
+            raise ConfigError(key, "the tokenizer's chat template rewrites earlier turns for the generation prompt; use chat_template=plain")
+        suffix = prompt[len(done) :]
+    return ids + (list(tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else [])
+
+
 def _add_turn(ids: list[int], labels: list[bool], turn: list[int], eos: int) -> None:
     """Append one assistant turn: labelled up to and including its first end-of-sequence token (one
     is added when it has none), the template's text after that token not labelled (generation
