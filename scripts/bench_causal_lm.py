@@ -129,11 +129,12 @@ def batch_of(size: int, seq: int, vocab: int, seed: int, tasks: int = 1) -> dict
 
 
 def ours_step(module, optimizer, batch, mark=lambda: None) -> torch.Tensor:
-    """peftlab's step: the module's outputs and the causal_lm task loss, backward, AdamW."""
+    """peftlab's step: the module's outputs and the causal_lm task loss, the module's backward hook (what
+    Lightning calls), AdamW."""
     loss = torch.stack(list(module.task_losses(module(batch["inputs"], batch["task_mask"]), batch).values())).sum()
     mark()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    module.backward(loss)
     optimizer.step()
     return loss.detach()
 

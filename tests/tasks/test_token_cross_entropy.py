@@ -70,3 +70,46 @@ def test_masked_token_losses_shift_the_labels():
     ref = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum")
     torch.testing.assert_close(total, ref)
     assert int(count) == 3 * 4
+
+
+def test_consuming_the_logits_gives_the_same_gradient_in_their_own_buffer():
+    """Inside consuming_logits (the step's last backward) the float32 logits become their gradient."""
+    from peftlab.tasks.token_cross_entropy import consuming_logits
+
+    logits, target = rows()
+    h = logits.clone().requires_grad_(True)
+    y = h * 1.5  # the logits: a non-leaf that nothing else saved
+    with consuming_logits():
+        token_cross_entropy(y, target).sum().backward()
+    h2 = logits.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(F.cross_entropy(h2 * 1.5, target, reduction="sum", ignore_index=IGNORE), h2)
+    torch.testing.assert_close(h.grad, want, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(y.detach(), h.grad / 1.5, rtol=1e-6, atol=1e-7)  # the logits' buffer now holds ∂/∂y
+
+
+def test_the_modules_backward_hook_gives_the_same_parameter_gradients():
+    """MultiTaskModule.backward (Lightning's automatic path) consumes the logits; the decoder's gradients equal a plain backward's."""
+    import functools
+
+    from hf_helpers import lm_batch, save_tiny_causal_lm
+    from peftlab.models import HFCausalLMBackbone, MultiTaskModule
+    from peftlab.tasks import parse_task_specs
+
+    def grads(hook: bool, folder) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        tasks = parse_task_specs([{"name": "a", "type": "causal_lm"}, {"name": "b", "type": "causal_lm"}])
+        module = MultiTaskModule(functools.partial(HFCausalLMBackbone, str(folder)), tasks)
+        batch = lm_batch(8)
+        loss = sum(module.task_losses(module(batch["inputs"], batch["task_mask"]), batch).values())
+        module.backward(loss) if hook else loss.backward()
+        return [p.grad.clone() for p in module.parameters() if p.grad is not None]
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_tiny_causal_lm(Path(tmp) / "llama", "llama")
+        plain, hooked = grads(False, folder), grads(True, folder)
+    assert len(plain) == len(hooked) > 0
+    for a, b in zip(plain, hooked):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

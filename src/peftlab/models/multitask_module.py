@@ -36,11 +36,13 @@ from peftlab.models.heads import TaskHeads
 from peftlab.models.optimizer_settings import check_optimizer_settings
 from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, per_task_backward
 from peftlab.models.scheduler_settings import check_scheduler_interval, lr_scheduler_config
+from peftlab.models.task_losses import task_losses
 from peftlab.models.task_metrics import TaskMetrics
 from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.pruning.reparametrization import restore_pruning_reparam
 from peftlab.sharing import FullSharing
 from peftlab.tasks import TaskSpec, parse_task_specs
+from peftlab.tasks.token_cross_entropy import consuming_logits
 from peftlab.validators import check_int
 from peftlab.weighting import EqualWeighting, Weighting
 
@@ -117,28 +119,14 @@ class MultiTaskModule(EvaluationSteps):
 
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean loss of each task over its labelled rows; tasks absent from the batch are left out."""
-        mask = batch["task_mask"]
-        losses: dict[str, torch.Tensor] = {}
-        terms: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor] | None] = {}  # per-row loss terms by (output, target)
-        for t, task in enumerate(self.tasks):
-            rows = mask[:, t]
-            present = int(rows.sum())
-            if present == 0:
-                continue
-            out, target = outputs[task.name], task.task_type.targets(batch, t)
-            key = (id(out), id(target), task.task_type.name)
-            if key not in terms:  # causal-LM tasks on one decoder share its logits: their terms are computed once
-                terms[key] = task.task_type.row_loss_terms(out, target)
-            if terms[key] is not None:
-                sums, weights = terms[key] if present == len(rows) else (terms[key][0][rows], terms[key][1][rows])
-                losses[task.name] = sums.sum() / weights.sum()
-                continue
-            if present < len(rows):
-                out, target = out[rows], target[rows]
-            losses[task.name] = task.task_type.loss(self.heads.standardised(task.name, out), self.heads.standardised(task.name, target))
-        return losses
+        return task_losses(self.tasks, self.heads, outputs, batch)
 
     # --------------------------------------------------------------- training
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Lightning's backward hook (automatic path): a causal-LM loss may reuse its logits for their gradient."""
+        with consuming_logits():
+            super().backward(loss, *args, **kwargs)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         """Forward, per-task losses, non-finite guard, then the weighted loss for Lightning to differentiate
         (automatic path) or the per-task gradients combined into ``.grad`` and an optimizer step at the

@@ -47,6 +47,24 @@ def batched_backward() -> Iterator[None]:
         _BATCHED.reset(token)
 
 
+_CONSUME: ContextVar[bool] = ContextVar("peftlab_consume_logits", default=False)
+
+
+@contextmanager
+def consuming_logits() -> Iterator[None]:
+    """Let :class:`TokenCrossEntropy` write the logits' gradient into the float32 logits themselves
+    during the backward passes run inside: one ``[N, V]`` tensor fewer at the backward's peak.
+
+    Only for the last backward of a step (``MultiTaskModule.backward``, Lightning's automatic path):
+    after it nothing reads the logits, and the function's own saved tensor cannot be read twice
+    (autograd's version check would refuse a second backward through it loudly, never silently)."""
+    token = _CONSUME.set(True)
+    try:
+        yield
+    finally:
+        _CONSUME.reset(token)
+
+
 class TokenCrossEntropy(torch.autograd.Function):
     """``token_cross_entropy(logits [N, V], target [N]) -> [N]``: float32 cross-entropy of each position
     (0 where the target is ``IGNORE``); its backward is once-differentiable."""
@@ -67,7 +85,8 @@ class TokenCrossEntropy(torch.autograd.Function):
         """``grad_n · (softmax(logits_n) - onehot(target_n))`` per scored row, 0 elsewhere, in the logits' dtype."""
         logits, index, scored, lse = ctx.saved_tensors
         g = grad.float().masked_fill(~scored, 0.0)[:, None]
-        probs = (logits.float() - lse[:, None]).exp_()
+        consume = _CONSUME.get() and not _BATCHED.get() and logits.dtype == torch.float32
+        probs = (logits.sub_(lse[:, None]) if consume else logits.float() - lse[:, None]).exp_()
         # the gradient is written into the softmax's own buffer; under a batched backward ``g`` carries
         # T rows, and an in-place product of an unbatched tensor by a batched one is not allowed
         out = probs * g if _BATCHED.get() else probs.mul_(g)
