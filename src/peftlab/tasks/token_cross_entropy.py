@@ -21,14 +21,15 @@ from typing import Iterator
 import torch
 
 IGNORE = -100  # label of a position that is not scored
-CHUNK = 1024  # positions per chunk: a chunk's float32 temporary is CHUNK x V (200 MB at V = 50k)
+CHUNK_ELEMENTS = 1 << 24  # logits per logsumexp chunk: its float32 temporary is 64 MB at most (not one more [N, V])
 
 
 def _logsumexp(logits: torch.Tensor) -> torch.Tensor:
-    """``logsumexp`` of each row in float32, CHUNK rows at a time (no full-size float32 temporary)."""
+    """``logsumexp`` of each row in float32, a chunk of rows at a time (no full-size float32 temporary)."""
     out = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
-    for start in range(0, logits.shape[0], CHUNK):
-        out[start : start + CHUNK] = torch.logsumexp(logits[start : start + CHUNK].float(), dim=-1)
+    step = max(1, CHUNK_ELEMENTS // max(1, logits.shape[-1]))
+    for start in range(0, logits.shape[0], step):
+        out[start : start + step] = torch.logsumexp(logits[start : start + step].float(), dim=-1)
     return out
 
 
