@@ -27,7 +27,6 @@ import torch
 
 from peftlab.distributed import all_reduce_mean, world_size
 from peftlab.models.embedding_rows import Lookup, RowBlock
-from peftlab.tasks.token_cross_entropy import batched_backward
 
 
 class TaskJacobian:
@@ -64,8 +63,7 @@ class TaskJacobian:
             grads = torch.autograd.grad(stacked, inputs, grad_outputs=eye[0], retain_graph=retain_graph, allow_unused=True)
             grads = [g.unsqueeze(0) if g is not None else None for g in grads]
         else:
-            with batched_backward():
-                grads = list(torch.autograd.grad(stacked, inputs, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True))
+            grads = list(torch.autograd.grad(stacked, inputs, grad_outputs=eye, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True))
         n_dense = len(targets) - len(rows)
         dense, looked_up = iter(grads[:n_dense]), grads[n_dense:]
         blocks: list[torch.Tensor | RowBlock | None] = []

@@ -7,9 +7,11 @@ backward writes the third, the gradient of the logits. At a 50k vocabulary those
 GPT-2 at batch 4 x 256 (and 5 GB each for a 150k-vocabulary model at 4 x 2048): more than the
 LoRA factors, their gradients and optimizer state together. torch has no fused CPU kernel for it
 (Liger-Kernel's fused linear cross-entropy is Triton, GPU only), so this one keeps only a
-``logsumexp`` per position and rebuilds ``softmax - onehot`` in the backward in the buffer that
-becomes the logits' gradient: one ``[N, V]`` tensor instead of three, and the same values as
-``F.cross_entropy(..., reduction="none")`` (tested to float32 rounding).
+``logsumexp`` per position (computed in 64 MB chunks) and rebuilds ``softmax - onehot`` in the
+backward. In the step's last backward (:func:`consuming_logits`) it does so inside the float32 logits
+themselves, which become their own gradient: no ``[N, V]`` tensor beyond the logits at any point.
+Elsewhere (a batched backward, a gradient taken before the step's last) it builds the gradient out of
+place. The values equal ``F.cross_entropy(..., reduction="none")``'s (tested to float32 rounding).
 """
 
 from __future__ import annotations
@@ -31,21 +33,6 @@ def _logsumexp(logits: torch.Tensor) -> torch.Tensor:
     for start in range(0, logits.shape[0], step):
         out[start : start + step] = torch.logsumexp(logits[start : start + step].float(), dim=-1)
     return out
-
-
-_BATCHED: ContextVar[bool] = ContextVar("peftlab_batched_backward", default=False)
-
-
-@contextmanager
-def batched_backward() -> Iterator[None]:
-    """Mark the backward passes run inside as batched (``torch.autograd.grad(..., is_grads_batched=True)``:
-    :class:`~peftlab.models.task_jacobian.TaskJacobian`), so :class:`TokenCrossEntropy` builds its
-    gradient out of place."""
-    token = _BATCHED.set(True)
-    try:
-        yield
-    finally:
-        _BATCHED.reset(token)
 
 
 _CONSUME: ContextVar[bool] = ContextVar("peftlab_consume_logits", default=False)
@@ -86,11 +73,10 @@ class TokenCrossEntropy(torch.autograd.Function):
         """``grad_n · (softmax(logits_n) - onehot(target_n))`` per scored row, 0 elsewhere, in the logits' dtype."""
         logits, index, scored, lse = ctx.saved_tensors
         g = grad.float().masked_fill(~scored, 0.0)[:, None]
-        consume = _CONSUME.get() and not _BATCHED.get() and logits.dtype == torch.float32
-        probs = (logits.sub_(lse[:, None]) if consume else logits.float() - lse[:, None]).exp_()
-        # the gradient is written into the softmax's own buffer; under a batched backward ``g`` carries
-        # T rows, and an in-place product of an unbatched tensor by a batched one is not allowed
-        out = probs * g if _BATCHED.get() else probs.mul_(g)
+        if _CONSUME.get() and logits.dtype == torch.float32:  # the step's last backward: the logits become their gradient
+            out = logits.sub_(lse[:, None]).exp_().mul_(g)
+        else:  # out of place: ``g`` may carry T rows (a batched backward, is_grads_batched / torch.func.vmap)
+            out = (logits.float() - lse[:, None]).exp_() * g
         out.scatter_add_(-1, index[:, None], -g)
         out = out.to(logits.dtype)
         return out, None
