@@ -14,6 +14,9 @@ quick look) and times, round by round with the variants interleaved, on random t
   ``c_attn``, every batch mixing the three tasks' rows, each row routed through its own adapter) vs
   one shared adapter (``strategy=lora_share``) on the same 3 tasks and the same mixed batch: step time;
 - **checkpointing**: ``model.gradient_checkpointing=true`` vs false: peak activation memory and time;
+- **gradient methods**: UPGrad and MGDA on 3 causal-LM tasks sharing one LoRA adapter (peftlab's
+  per-task path: one batched backward, the method's combination) vs torchjd 0.18 (``autojac.backward``
+  + ``jac_to_grad`` with its UPGrad / MGDA) on the same mixed batch; ``--no-gradient-methods`` skips them;
 - **generation**: peftlab's greedy generation (KV cache) vs a plain ``model.generate(do_sample=False)``
   loop on the same weights and prompts: tokens per second (both must give the same tokens).
 
@@ -45,7 +48,17 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"step": ("<=", 1.03), "lora_time": ("<=", 0.7), "lora_memory": ("<=", 0.6), "ckpt_memory": ("<=", 0.6), "ckpt_time": ("<=", 1.35), "task_lora_time": ("<=", 1.15), "generation": (">=", 0.95)}
+GOALS = {
+    "upgrad_vs_torchjd": ("<=", 1.0),
+    "mgda_vs_torchjd": ("<=", 1.0),
+    "step": ("<=", 1.03),
+    "lora_time": ("<=", 0.7),
+    "lora_memory": ("<=", 0.6),
+    "ckpt_memory": ("<=", 0.6),
+    "ckpt_time": ("<=", 1.35),
+    "task_lora_time": ("<=", 1.15),
+    "generation": (">=", 0.95),
+}
 
 
 class PeakRSS:
@@ -152,6 +165,44 @@ def hand_step(model, optimizer, batch, mark=lambda: None) -> torch.Tensor:
     return loss.detach()
 
 
+def per_task_step(module, optimizer, batch, mark=lambda: None) -> torch.Tensor:
+    """peftlab's gradient-method step: the task losses, ``per_task_backward`` (one batched backward, the
+    method's combination into ``.grad``, as the module's manual path does), AdamW."""
+    from peftlab.models import per_task_backward
+
+    losses = module.task_losses(module(batch["inputs"], batch["task_mask"]), batch)
+    mark()
+    optimizer.zero_grad(set_to_none=True)
+    shared = module.body.shared_parameters()
+    skip = {id(p) for p in shared}
+    per_task_backward(losses, shared, [p for p in module.trainable_parameters() if id(p) not in skip], module.weighting)
+    optimizer.step()
+    return torch.stack(list(losses.values())).sum().detach()
+
+
+def torchjd_step(aggregator: str):
+    """torchjd 0.18's step on the same module: ``autojac.backward`` of the task losses on the shared
+    (LoRA) parameters (the tasks have no parameters of their own: the LM head is the decoder's, so
+    ``mtl_backward``'s features split has nothing to separate), then ``jac_to_grad`` with the aggregator
+    (its Gramian path), AdamW."""
+    import torchjd.aggregation as agg
+    from torchjd.autojac import backward, jac_to_grad
+
+    combine = {"upgrad": agg.UPGrad, "mgda": agg.MGDA}[aggregator]()
+
+    def step(module, optimizer, batch, mark=lambda: None) -> torch.Tensor:
+        losses = module.task_losses(module(batch["inputs"], batch["task_mask"]), batch)
+        mark()
+        optimizer.zero_grad(set_to_none=True)
+        shared = [p for p in module.body.shared_parameters() if p.requires_grad]
+        backward(list(losses.values()), inputs=shared)
+        jac_to_grad(shared, combine, optimize_gramian_computation=True)
+        optimizer.step()
+        return torch.stack(list(losses.values())).sum().detach()
+
+    return step
+
+
 def timed(step, model, optimizer, batch, steps: int) -> tuple[float, int, int]:
     """``(median seconds per step, peak step memory, activation memory kept for the backward)`` over ``steps`` steps."""
     times, peaks, above = [], [], []
@@ -192,6 +243,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="rows per step")
     parser.add_argument("--new-tokens", type=int, default=32, help="generated tokens per prompt")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument("--no-gradient-methods", action="store_true", help="skip the UPGrad / MGDA arms (peftlab vs torchjd, 3 tasks on shared LoRA)")
     parser.add_argument("--write", action="store_true", help="replace this script's section of docs/benchmarks.md")
     args = parser.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # freed tensors must leave the RSS (see the docstring)
@@ -213,6 +265,13 @@ def main() -> None:
     lora3, lora3_opt = build_module(args.layers, ["strategy=lora_share", "strategy.sharing.adapter.lora_dropout=0.0"], tasks=3)
     task_lora, task_lora_opt = build_module(args.layers, ["strategy=task_lora"], tasks=3)
     mixed = batch_of(args.batch, args.seq, vocab, seed=1, tasks=3)
+    methods = {}
+    if not args.no_gradient_methods:  # T = 3 on the shared-LoRA path: peftlab's methods vs torchjd's, same batch
+        for name in ("upgrad", "mgda"):
+            module, opt = build_module(args.layers, ["strategy=lora_share", "strategy.sharing.adapter.lora_dropout=0.0", f"strategy/weighting={name}"], tasks=3)
+            methods[name] = (per_task_step, module, opt, mixed)
+            module, opt = build_module(args.layers, ["strategy=lora_share", "strategy.sharing.adapter.lora_dropout=0.0"], tasks=3)
+            methods[f"torchjd-{name}"] = (torchjd_step(name), module, opt, mixed)
     runs = {
         "ours": (ours_step, ours, ours_opt, batch),
         "hand": (hand_step, hand, hand_opt, batch),
@@ -220,6 +279,7 @@ def main() -> None:
         "ckpt": (ours_step, ckpt, ckpt_opt, batch),
         "lora3": (ours_step, lora3, lora3_opt, mixed),
         "task_lora": (ours_step, task_lora, task_lora_opt, mixed),
+        **methods,
     }
     for step, model, opt, data in runs.values():  # warm-up: optimizer state allocated, kernels chosen
         step(model, opt, data)
@@ -244,6 +304,9 @@ def main() -> None:
         "task_lora_time": med["task_lora"][0] / med["lora3"][0],
         "generation": (tokens / t_ours) / (tokens / t_plain),
     }
+    for name in ("upgrad", "mgda"):
+        if name in med:
+            ratios[f"{name}_vs_torchjd"] = med[name][0] / min(med["torchjd-upgrad"][0], med["torchjd-mgda"][0])
     table = report(args, params, med, tokens, t_ours, t_plain, ratios)
     print(table)
     if args.write:
@@ -277,6 +340,13 @@ def report(args, params: int, med: dict, tokens: int, t_ours: float, t_plain: fl
         f"| task_lora (3 tasks, mixed batch) vs shared LoRA: step time | {verdict('task_lora_time')} | {med['task_lora'][0]:.2f} s vs {med['lora3'][0]:.2f} s |",
         f"| greedy generation vs `model.generate`: tokens/s | {verdict('generation')} | {tokens / t_ours:.1f} vs {tokens / t_plain:.1f} tokens/s ({tokens} tokens) |",
     ]
+    if "upgrad" in med:
+        best = min(("torchjd-upgrad", "torchjd-mgda"), key=lambda n: med[n][0])
+        for name in ("upgrad", "mgda"):
+            lines.append(
+                f"| {name} (3 tasks, shared LoRA) vs torchjd's best ({best}): step time | {verdict(name + '_vs_torchjd')} | {med[name][0]:.2f} s vs {med[best][0]:.2f} s "
+                f"({med[name][0] / med['lora3'][0]:.2f}x and {med[best][0] / med['lora3'][0]:.2f}x equal weighting's {med['lora3'][0]:.2f} s) |"
+            )
     return "\n".join(lines)
 
 
