@@ -166,16 +166,19 @@ def hand_step(model, optimizer, batch, mark=lambda: None) -> torch.Tensor:
 
 
 def per_task_step(module, optimizer, batch, mark=lambda: None) -> torch.Tensor:
-    """peftlab's gradient-method step: the task losses, ``per_task_backward`` (one batched backward, the
-    method's combination into ``.grad``, as the module's manual path does), AdamW."""
+    """peftlab's gradient-method step as the module's manual path takes it: the task losses with the
+    linear layers' calls recorded, ``per_task_backward`` (every row of the mixed batch has one task: one
+    backward split by rows; the method's combination into ``.grad``), AdamW."""
     from peftlab.models import per_task_backward
 
-    losses = module.task_losses(module(batch["inputs"], batch["task_mask"]), batch)
+    with module.linear_calls.recording(module, module.trainable_parameters()):
+        losses = module.task_losses(module(batch["inputs"], batch["task_mask"]), batch)
     mark()
     optimizer.zero_grad(set_to_none=True)
     shared = module.body.shared_parameters()
     skip = {id(p) for p in shared}
-    per_task_backward(losses, shared, [p for p in module.trainable_parameters() if id(p) not in skip], module.weighting)
+    rest = [p for p in module.trainable_parameters() if id(p) not in skip]
+    per_task_backward(losses, shared, rest, module.weighting, linear_calls=module.linear_calls.take(), task_mask=batch["task_mask"])
     optimizer.step()
     return torch.stack(list(losses.values())).sum().detach()
 

@@ -33,7 +33,7 @@ class TorchJDModule(MultiTaskModule):
         super().__init__(*args, **kwargs)
         self.aggregator = aggregator
 
-    def _per_task_backward(self, features, losses) -> PerTaskBackwardResult:
+    def _per_task_backward(self, features, losses, task_mask=None) -> PerTaskBackwardResult:
         from torchjd.aggregation import GramianWeightedAggregator
         from torchjd.autojac import jac_to_grad, mtl_backward
 

@@ -38,6 +38,7 @@ from peftlab.models.per_task_backward import PerTaskBackwardResult, loss_scale, 
 from peftlab.models.scheduler_settings import check_scheduler_interval, lr_scheduler_config
 from peftlab.models.task_losses import task_losses
 from peftlab.models.task_metrics import TaskMetrics
+from peftlab.models.task_rows import LinearRecorder
 from peftlab.models.weighted_loss import shared_representation, weighted_loss
 from peftlab.pruning.reparametrization import restore_pruning_reparam
 from peftlab.sharing import FullSharing
@@ -97,6 +98,7 @@ class MultiTaskModule(EvaluationSteps):
         self.guard = NonFiniteGuard(self.clipping.max_bad_steps, self.task_names)
         self.good_micro_batches = 0  # automatic path: finite micro-batches since the last optimizer step
         self.embedding_lookups = EmbeddingRecorder()  # per-task path: embedding tables' gradients by used rows
+        self.linear_calls = LinearRecorder()  # per-task path: one backward when every row has one task
         self._step_metrics: dict[str, torch.Tensor | float] = {}
         self._last_logged_step = -1
         self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
@@ -135,9 +137,10 @@ class MultiTaskModule(EvaluationSteps):
         if not self.heads.target_scaling.done:  # a loader without a whole-split view: fit on the first batches
             self.heads.fit_targets(batch["y"], batch["task_mask"])
         by_rows = not self.automatic_optimization and not self.weighting.on_representation
-        with self.embedding_lookups.recording(self.body, self.body.shared_parameters() if by_rows else ()):
+        with self.embedding_lookups.recording(self.body, self.body.shared_parameters() if by_rows else ()), self.linear_calls.recording(self, self.trainable_parameters() if by_rows else ()):
             features = call_body(self.body, batch["inputs"], batch["task_mask"])
-        losses = self.task_losses(self.heads(features), batch)
+            outputs = self.heads(features)
+        losses = self.task_losses(outputs, batch)
         if self.automatic_optimization:
             if self.guard.skip_bad_losses(losses):  # every rank skips (a zero loss under DDP, where Lightning needs one)
                 return zero_loss(self.parameters()) if world_size() > 1 else None
@@ -151,7 +154,7 @@ class MultiTaskModule(EvaluationSteps):
         if self.guard.skip_bad_losses(losses):
             optimizer.zero_grad(set_to_none=True)  # drop the whole accumulation window
             return None
-        result = self._per_task_backward(features, losses)
+        result = self._per_task_backward(features, losses, batch["task_mask"])
         if result.skipped:  # a non-finite gradient row (without a grad scaler, which would skip the step itself)
             optimizer.zero_grad(set_to_none=True)  # drop the whole accumulation window
             self.guard.record_bad("gradient", result.non_finite_tasks)
@@ -167,7 +170,7 @@ class MultiTaskModule(EvaluationSteps):
                 self.lr_schedulers().step()
         return result.objective.detach()
 
-    def _per_task_backward(self, features: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> PerTaskBackwardResult:
+    def _per_task_backward(self, features: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], task_mask: torch.Tensor | None = None) -> PerTaskBackwardResult:
         """:func:`per_task_backward` with this module's shared and task-specific parameters, clipping and grad scale."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # 16-mixed
         shared = self.body.shared_parameters()
@@ -183,6 +186,8 @@ class MultiTaskModule(EvaluationSteps):
             accumulation=self.accumulate_grad_batches,
             skip_non_finite=scaler is None,
             lookups=self.embedding_lookups.take(),
+            linear_calls=self.linear_calls.take(),
+            task_mask=task_mask,
         )
 
     def log_losses(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], batch_size: int) -> None:

@@ -34,6 +34,7 @@ from torch import nn
 from peftlab.distributed import all_reduce_mean
 from peftlab.models.embedding_rows import Lookup, row_plan
 from peftlab.models.task_jacobian import TaskJacobian
+from peftlab.models.task_rows import LinearCall, blocks_by_task_rows, row_tasks
 from peftlab.weighting import Weighting
 
 
@@ -64,6 +65,8 @@ def per_task_backward(
     accumulation: int = 1,
     skip_non_finite: bool = True,
     lookups: Sequence[Lookup] = (),
+    linear_calls: Sequence[LinearCall] = (),
+    task_mask: torch.Tensor | None = None,
 ) -> PerTaskBackwardResult:
     """Differentiate each task's loss, combine the gradients with ``weighting`` and add them into ``.grad``.
 
@@ -83,6 +86,10 @@ def per_task_backward(
             under a grad scaler, which skips the optimizer step itself).
         lookups: the forward pass's embedding lookups (:class:`~peftlab.models.embedding_rows.EmbeddingRecorder`):
             in ``params`` mode, the tables they allow are differentiated by the rows the batch used.
+        linear_calls, task_mask: the forward's calls of the linear layers that hold the parameters
+            (:class:`~peftlab.models.task_rows.LinearRecorder`) and the batch's ``task_mask``: when every
+            row belongs to one task, every task's gradient comes from one ordinary backward
+            (:mod:`~peftlab.models.task_rows`).
     """
     names = list(losses)
     objective = weighting(losses)
@@ -97,7 +104,12 @@ def per_task_backward(
     n_front = 1 if features is not None else len(shared)  # targets the weighting combines
     task_losses = [losses[n] for n in names]
     rows = row_plan(lookups, task_losses, targets[: len(shared)]) if features is None and lookups else None
-    jac = TaskJacobian.of(task_losses, targets, grad_scale, retain_graph=features is not None, rows=rows)
+    tasks = row_tasks(task_mask, [weighting.task_names.index(n) for n in names]) if features is None and linear_calls else None
+    blocks = blocks_by_task_rows(task_losses, targets, linear_calls, tasks, grad_scale) if tasks is not None else None
+    if blocks is not None:
+        jac = TaskJacobian(blocks, targets, len(names))
+    else:
+        jac = TaskJacobian.of(task_losses, targets, grad_scale, retain_graph=features is not None, rows=rows)
     jac.all_reduce_mean(start=0 if features is None else 1)  # global-batch semantics
     gram_only = loss_coeffs is None and clip_rows is None and features is None and weighting.combines_from_gram
     gram = jac.gram(n_front) if gram_only else None  # its diagonal also answers the finiteness check (one pass, not two)
