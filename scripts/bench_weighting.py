@@ -392,6 +392,9 @@ How to read it:
   loaded machine the wall clock mostly measures other jobs (wall times are shown too); *× torchjd's best* = the same over the fastest
   `torchjd-*` arm of the same run (torchjd 0.18 `mtl_backward` on the shared features, then `jac_to_grad` with the
   aggregator, Gramian path where the aggregator has one). The FLOP floor of T full backward passes is (1 + 2T)/3 = 2.33×.
+- These arms' batches label every row for every task, so the per-task gradients need the batched pass (a batch
+  whose rows each belong to one task takes one backward split by rows: `src/peftlab/models/task_rows.py`,
+  measured on a decoder in the causal-LM section below).
 - peftlab's per-task path: one batched backward (`torch.autograd.grad(..., is_grads_batched=True)`) gives per-parameter
   [T, …] blocks; methods needing only the Gram matrix (PCGrad, MGDA, IMTL, CAGrad, UPGrad, …) sum G Gᵀ block by block and
   write Σ α_i g_i into `.grad` block by block, never building a flat T × P copy.
