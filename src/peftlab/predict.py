@@ -28,9 +28,10 @@ from peftlab.validators import check_choice, check_int
 OUTPUT_FORMATS = (".csv", ".jsonl")
 
 
-def read_texts(path: str, column: str = "text") -> tuple[list[str], list[str | None] | None]:
+def read_texts(path: str, column: str = "text", turns: bool = False) -> tuple[list[Any], list[str | None] | None]:
     """Texts (and second texts, from a ``text_pair`` column when the file has one) of a CSV / TSV /
-    JSON-lines / parquet file, or one text per line of a ``.txt`` file."""
+    JSON-lines / parquet file, or one text per line of a ``.txt`` file (``turns``: a cell holding a
+    list, a conversation, is kept as it is)."""
     file = Path(path).absolute()
     if file.suffix.lower() == ".txt":
         if not file.is_file():
@@ -44,7 +45,7 @@ def read_texts(path: str, column: str = "text") -> tuple[list[str], list[str | N
         raise ConfigError("input", str(err)) from None
     if column not in frame.columns:
         raise ConfigError("input_column", f"{file} has no column {column!r}; columns: {[str(c) for c in frame.columns]}")
-    texts = [v if is_turn_list(v) else "" if v is None else str(v) for v in frame[column].tolist()]
+    texts = [v if turns and is_turn_list(v) else "" if v is None else str(v) for v in frame[column].tolist()]
     pairs = [None if v is None else str(v) for v in frame["text_pair"].tolist()] if "text_pair" in frame.columns else None
     return texts, pairs
 
@@ -160,7 +161,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     model = load_for_inference(str(cfg.ckpt_path), trust_remote_code=trust_remote_code_from(cfg))
     max_new_tokens = new_tokens(model, cfg.get("max_new_tokens"))
     if max_new_tokens:
-        prompts = list(map(str, cfg.texts)) if cfg.get("texts") else read_texts(str(cfg.input), str(cfg.input_column))[0]
+        prompts = list(map(str, cfg.texts)) if cfg.get("texts") else read_texts(str(cfg.input), str(cfg.input_column), turns=True)[0]
         prompts = chat_prompts(model, prompts, str(cfg.get("chat_template", "auto")))
         rows = generation_rows(model, prompts, max_new_tokens, batch_size, resolve_device(str(cfg.device)))
         out = write_predictions(rows, cfg.output)

@@ -122,3 +122,58 @@ def test_the_batched_pass_is_kept_where_the_split_would_not_be_exact():
     with rec.recording(model, list(model.parameters())):
         losses = [loss * extra for loss in mlp_losses(model, x, y, mask)]
     assert blocks_by_task_rows(losses, [*model.parameters(), extra], rec.take(), row_tasks(mask, [0, 1])) is None
+
+
+def test_a_pruning_mask_on_a_weight_is_applied_to_every_tasks_row():
+    from peftlab.pruning.masks import attach_mask, mask_gradients
+
+    model = TwoHeads()
+    attach_mask(model.shared, "weight").copy_((torch.arange(20).reshape(4, 5) % 3 != 0).float())
+    mask_gradients(model.shared, "weight")
+    x, y = torch.randn(6, 5), torch.randn(6)
+    mask = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=torch.bool)
+    params = list(model.parameters())
+    rec = LinearRecorder()
+    with rec.recording(model, params):
+        losses = mlp_losses(model, x, y, mask)
+    ours = blocks_by_task_rows(losses, params, rec.take(), row_tasks(mask, [0, 1]))
+    ref = TaskJacobian.of(mlp_losses(model, x, y, mask), params).blocks
+    assert ours is not None
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+class Tied(TwoHeads):
+    """The shared weight also used outside its layer (tied), or the layer's output changed in place."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        out = self.shared(x)
+        if self.how == "inplace":
+            out = out.relu_()
+        h = torch.tanh(out)
+        if self.how == "tied":
+            h = h + x @ self.shared.weight.T * 0.5
+        return [head(h).squeeze(1) for head in self.heads]
+
+
+@pytest.mark.parametrize("how", ["inplace", "tied"])
+def test_a_weight_used_outside_its_call_or_an_output_changed_in_place_takes_the_batched_pass(how):
+    model = Tied(how)
+    x, y = torch.randn(4, 5), torch.randn(4)
+    mask = torch.tensor([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=torch.bool)
+    rec = LinearRecorder()
+    with rec.recording(model, list(model.parameters())):
+        losses = mlp_losses(model, x, y, mask)
+    assert blocks_by_task_rows(losses, list(model.parameters()), rec.take(), row_tasks(mask, [0, 1])) is None
+
+
+def test_a_batch_norm_in_training_mixes_rows_so_nothing_is_recorded():
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4)).train()
+    rec = LinearRecorder()
+    with rec.recording(model, list(model.parameters())):
+        model(torch.randn(4, 5))
+    assert rec.take() == []

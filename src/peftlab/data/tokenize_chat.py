@@ -59,8 +59,10 @@ def plain_pieces(messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
     return pieces
 
 
-def template_pieces(messages: list[dict[str, str]], tokenizer, key: str) -> list[tuple[str, bool]]:
-    """``(text, labelled)`` pieces of one conversation as the tokenizer's chat template writes it."""
+def template_pieces(messages: list[dict[str, str]], tokenizer, key: str, prompt: bool = False) -> list[tuple[str, bool]]:
+    """``(text, labelled)`` pieces of one conversation as the tokenizer's chat template writes it
+    (``prompt``: ending with the assistant's generation prompt, in the same piece as the turns
+    before it, as training tokenises the text before an assistant turn)."""
 
     def render(turns: list[dict[str, str]], prompt: bool) -> str:
         return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=prompt) if turns else ""
@@ -75,17 +77,21 @@ def template_pieces(messages: list[dict[str, str]], tokenizer, key: str) -> list
             raise ConfigError(key, "the tokenizer's chat template rewrites earlier turns, so the assistant turns cannot be located; use chat_template=plain")
         pieces += [(before[len(done) :], False), (through[len(before) :], True)]
         done = through
-    rest = render(messages, False)
+    rest = render(messages, prompt)
     if not rest.startswith(done):
         raise ConfigError(key, "the tokenizer's chat template rewrites earlier turns, so the assistant turns cannot be located; use chat_template=plain")
     pieces.append((rest[len(done) :], False))
     return pieces
 
 
-def conversation_tokens(messages: list[dict[str, str]], tokenizer, template: str, key: str) -> tuple[list[int], list[bool]]:
-    """Token ids of one conversation and, per token, whether the loss reads it (assistant turns)."""
+def conversation_tokens(messages: list[dict[str, str]], tokenizer, template: str, key: str, prompt: bool = False) -> tuple[list[int], list[bool]]:
+    """Token ids of one conversation and, per token, whether the loss reads it (assistant turns);
+    ``prompt``: followed by the assistant's generation prompt, tokenised as training tokenises it."""
     eos = end_of_sequence_id(tokenizer)
-    pieces = plain_pieces(messages) if template == "plain" else template_pieces(messages, tokenizer, key)
+    if template == "plain":
+        pieces = plain_pieces(messages) + ([(f"{ASSISTANT}: ", False)] if prompt else [])
+    else:
+        pieces = template_pieces(messages, tokenizer, key, prompt)
     ids: list[int] = list(tokenizer("", add_special_tokens=True)["input_ids"]) if template == "plain" else []
     labels: list[bool] = [False] * len(ids)
     turn: list[int] = []  # the current assistant turn's ids (to check for its end-of-sequence token)
@@ -107,17 +113,10 @@ def conversation_tokens(messages: list[dict[str, str]], tokenizer, template: str
 def generation_prompt_ids(messages: list[dict[str, str]], tokenizer, template: str, key: str) -> list[int]:
     """Token ids of a conversation that awaits the assistant's reply: its turns as training renders
     them (``template``: ``tokenizer`` or ``plain``), then the assistant's generation prompt (the
-    template's ``add_generation_prompt`` text, or ``"assistant: "``) — what a model trained on chats
-    rendered the same way continues with its reply."""
-    ids, _ = conversation_tokens(messages, tokenizer, template, key)
-    if template == "plain":
-        suffix = f"{ASSISTANT}: "
-    else:
-        done, prompt = (tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=flag) for flag in (False, True))
-        if not prompt.startswith(done):
-            raise ConfigError(key, "the tokenizer's chat template rewrites earlier turns for the generation prompt; use chat_template=plain")
-        suffix = prompt[len(done) :]
-    return ids + (list(tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else [])
+    template's ``add_generation_prompt`` text, or ``"assistant: "``), split into the same pieces as
+    training tokenises the text before an assistant turn — what a model trained on chats rendered
+    the same way continues with its reply."""
+    return conversation_tokens(messages, tokenizer, template, key, prompt=True)[0]
 
 
 def _add_turn(ids: list[int], labels: list[bool], turn: list[int], eos: int) -> None:

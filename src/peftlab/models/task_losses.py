@@ -19,6 +19,7 @@ def task_losses(tasks: Sequence[TaskSpec], heads: TaskHeads, outputs: dict[str, 
     mask = batch["task_mask"]
     losses: dict[str, torch.Tensor] = {}
     terms: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor] | None] = {}
+    alive = []  # the keyed outputs and targets: an id stays unique while its tensor lives
     for t, task in enumerate(tasks):
         rows = mask[:, t]
         present = int(rows.sum())
@@ -28,6 +29,7 @@ def task_losses(tasks: Sequence[TaskSpec], heads: TaskHeads, outputs: dict[str, 
         key = (id(out), id(target), task.task_type.name)
         if key not in terms:
             terms[key] = task.task_type.row_loss_terms(out, target)
+            alive.append((out, target))
         if terms[key] is not None:
             sums, weights = terms[key] if present == len(rows) else (terms[key][0][rows], terms[key][1][rows])
             losses[task.name] = sums.sum() / weights.sum()

@@ -36,14 +36,19 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from peftlab.models.embedding_rows import _weight_users
+from peftlab.pruning.masks import _MaskGradient, get_mask
+
 
 @dataclass
 class LinearCall:
-    """One recorded ``nn.Linear`` call: the layer, its input and its output."""
+    """One recorded ``nn.Linear`` call: the layer, its input (and the input's graph node), its output (and its version)."""
 
     layer: nn.Linear
     input: torch.Tensor
     output: torch.Tensor
+    input_node: object = None
+    version: int = 0
 
 
 class LinearRecorder:
@@ -59,10 +64,10 @@ class LinearRecorder:
         (nothing when a module of ``root`` reorders rows: ``routes_by_task``)."""
         self.calls = []
         ids = {id(p) for p in params}
-        if any(getattr(m, "routes_by_task", False) for m in root.modules()):
-            ids = set()
+        if any(getattr(m, "routes_by_task", False) or (isinstance(m, BATCH_NORMS) and m.training) for m in root.modules()):
+            ids = set()  # rows reordered, or mixed by batch statistics
         in_transformer = {id(m) for t in root.modules() if _is_transformer(t) for m in t.modules()}
-        layers = [m for m in root.modules() if isinstance(m, nn.Linear) and any(id(p) in ids for p in m.parameters(recurse=False))]
+        layers = [m for m in root.modules() if type(m).forward is nn.Linear.forward and any(id(p) in ids for p in m.parameters(recurse=False))]  # x Wᵀ + b, nothing else
         self._tokens_only = {id(m) for m in layers if id(m) in in_transformer}
         handles = [m.register_forward_hook(self._hook) for m in layers]
         try:
@@ -74,12 +79,16 @@ class LinearRecorder:
     def _hook(self, layer: nn.Linear, args: tuple, output: torch.Tensor) -> None:
         if args and isinstance(args[0], torch.Tensor):
             x = args[0].detach()
-            self.calls.append(LinearCall(layer, x if x.dim() > 2 or id(layer) not in self._tokens_only else x[None], output))  # [None]: never the rows
+            x = x if x.dim() > 2 or id(layer) not in self._tokens_only else x[None]  # [None]: never the rows
+            self.calls.append(LinearCall(layer, x, output, args[0].grad_fn, output._version))
 
     def take(self) -> list[LinearCall]:
         """The calls recorded so far (the recorder forgets them: they hold activations)."""
         calls, self.calls = self.calls, []
         return calls
+
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # in training, rows mix through the batch's statistics
 
 
 def _is_transformer(module: nn.Module) -> bool:
@@ -114,9 +123,13 @@ def blocks_by_task_rows(
     rows = len(tasks)
     for t in targets:
         call = by_param.get(id(t))
-        if call is None or call.input.dim() < 2 or call.input.shape[0] != rows or call.output.grad_fn is None:
+        if call is None or call.input.dim() < 2 or call.input.shape[0] != rows or call.output.grad_fn is None or call.output._version != call.version:
             return None
+        if not any(t is p for p in (call.layer.weight, call.layer.bias)) or not _only_mask_hooks(t):
+            return None  # a parametrized weight (weight_orig), or a gradient hook of someone else's
     used = list({id(c): c for c in (by_param[id(t)] for t in targets)}.values())
+    if not _used_only_in_their_calls(losses, targets, used):
+        return None
     total = torch.stack([loss.reshape(()) for loss in losses]).sum() * scale
     grads = torch.autograd.grad(total, [c.output for c in used], allow_unused=True)
     order = torch.argsort(tasks, stable=True)
@@ -138,7 +151,39 @@ def blocks_by_task_rows(
                 if bias is not None:
                     bias[k] = gk.sum(dim=0)
             start += n
-        products[id(layer.weight)] = weight
+        products[id(layer.weight)] = _masked(weight, layer, "weight")
         if bias is not None:
-            products[id(layer.bias)] = bias
+            products[id(layer.bias)] = _masked(bias, layer, "bias")
     return [products[id(t)] for t in targets]
+
+
+def _only_mask_hooks(param: torch.Tensor) -> bool:
+    """Whether every gradient hook on ``param`` is a pruning mask's (applied here by :func:`_masked`).
+    Tensor hooks are not in the autograd graph; ``_backward_hooks`` is where ``Tensor.register_hook`` keeps them."""
+    hooks = getattr(param, "_backward_hooks", None) or {}
+    return all(isinstance(h, _MaskGradient) for h in hooks.values())
+
+
+def _masked(block: torch.Tensor, layer: nn.Module, attr: str) -> torch.Tensor:
+    """``block`` with the parameter's pruning mask applied to every task's row, as its gradient hook does."""
+    mask = get_mask(layer, attr)
+    return block.mul_(mask.to(block.dtype)) if mask is not None else block
+
+
+def _used_only_in_their_calls(losses: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], calls: Sequence[LinearCall]) -> bool:
+    """Whether every use of each target in the losses' graph lies inside its recorded call (the nodes
+    between the call's output and its input): a weight tied elsewhere, or a layer whose output is
+    replaced by a hook computing with the weight (pruned LoRA's ``B @ A``), fails."""
+    inside: set[int] = set()
+    keep: list[object] = []  # the nodes, alive so that their ids stay unique
+    for call in calls:
+        stack = [call.output.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or node is call.input_node or id(node) in inside or len(inside) > 64 * len(calls):
+                continue
+            inside.add(id(node))
+            keep.append(node)
+            stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None and getattr(nxt, "variable", None) is None)
+    users = _weight_users(losses, {id(t): [] for t in targets})
+    return all(users.get(id(t), set()) <= inside for t in targets)

@@ -16,8 +16,8 @@ place. The values equal ``F.cross_entropy(..., reduction="none")``'s (tested to 
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Iterator
 
 import torch
@@ -35,7 +35,7 @@ def _logsumexp(logits: torch.Tensor) -> torch.Tensor:
     return out
 
 
-_CONSUME: ContextVar[bool] = ContextVar("peftlab_consume_logits", default=False)
+_CONSUME = threading.Event()  # not a ContextVar: on CUDA the autograd engine runs the backward on its own thread
 
 
 @contextmanager
@@ -45,12 +45,16 @@ def consuming_logits() -> Iterator[None]:
 
     Only for the last backward of a step (``MultiTaskModule.backward``, Lightning's automatic path):
     after it nothing reads the logits, and the function's own saved tensor cannot be read twice
-    (autograd's version check would refuse a second backward through it loudly, never silently)."""
-    token = _CONSUME.set(True)
+    (autograd's version check would refuse a second backward through it loudly, never silently).
+    The caller's thread waits for the backward, so a process-wide flag is what the engine's device
+    threads see."""
+    was = _CONSUME.is_set()
+    _CONSUME.set()
     try:
         yield
     finally:
-        _CONSUME.reset(token)
+        if not was:
+            _CONSUME.clear()
 
 
 class TokenCrossEntropy(torch.autograd.Function):
@@ -73,7 +77,7 @@ class TokenCrossEntropy(torch.autograd.Function):
         """``grad_n · (softmax(logits_n) - onehot(target_n))`` per scored row, 0 elsewhere, in the logits' dtype."""
         logits, index, scored, lse = ctx.saved_tensors
         g = grad.float().masked_fill(~scored, 0.0)[:, None]
-        if _CONSUME.get() and logits.dtype == torch.float32:  # the step's last backward: the logits become their gradient
+        if _CONSUME.is_set() and logits.dtype == torch.float32:  # the step's last backward: the logits become their gradient
             out = logits.sub_(lse[:, None]).exp_().mul_(g)
         else:  # out of place: ``g`` may carry T rows (a batched backward, is_grads_batched / torch.func.vmap)
             out = (logits.float() - lse[:, None]).exp_() * g
