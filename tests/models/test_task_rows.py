@@ -90,16 +90,22 @@ def mlp_losses(model, x, y, mask):
     return [((outs[t] - y)[mask[:, t]] ** 2).mean() for t in range(2)]
 
 
-def test_heads_and_shared_layers_of_a_plain_mlp(tmp_path):
-    model = TwoHeads()
-    x, y = torch.randn(6, 5), torch.randn(6)
-    mask = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=torch.bool)
-    params = list(model.parameters())
+def split_of(model, x, y, mask, extra=None):
+    """The one-backward blocks of the MLP's two task losses (None: the batched pass is needed) and the
+    batched pass's blocks, for every parameter (``extra``: one more parameter multiplying the losses)."""
+    params = [*model.parameters(), *([extra] if extra is not None else [])]
     rec = LinearRecorder()
-    with rec.recording(model, params):
-        losses = mlp_losses(model, x, y, mask)
+    with rec.recording(model, list(model.parameters())):
+        losses = [loss * (extra if extra is not None else 1) for loss in mlp_losses(model, x, y, mask)]
     ours = blocks_by_task_rows(losses, params, rec.take(), row_tasks(mask, [0, 1]))
-    ref = TaskJacobian.of(mlp_losses(model, x, y, mask), params).blocks
+    return ours, (TaskJacobian.of(mlp_losses(model, x, y, mask), list(model.parameters())).blocks if ours is not None else None)
+
+
+MIXED = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=torch.bool)
+
+
+def test_heads_and_shared_layers_of_a_plain_mlp(tmp_path):
+    ours, ref = split_of(TwoHeads(), torch.randn(6, 5), torch.randn(6), MIXED)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     assert float(ours[2][1].abs().sum()) == 0 and float(ours[4][0].abs().sum()) == 0  # a head gets nothing from the other task
@@ -109,19 +115,10 @@ def test_the_batched_pass_is_kept_where_the_split_would_not_be_exact():
     joint = torch.tensor([[1, 1], [0, 1]], dtype=torch.bool)
     assert row_tasks(joint, [0, 1]) is None  # a row labelled for two tasks
     assert row_tasks(torch.tensor([[0, 0], [0, 1]], dtype=torch.bool), [0, 1]) is None  # a row with none
-    model = TwoHeads(twice=True)  # the shared layer called twice: its gradient is not one gᵀx
     x, y = torch.randn(4, 5), torch.randn(4)
     mask = torch.tensor([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=torch.bool)
-    rec = LinearRecorder()
-    with rec.recording(model, list(model.parameters())):
-        losses = mlp_losses(model, x, y, mask)
-    assert blocks_by_task_rows(losses, list(model.parameters()), rec.take(), row_tasks(mask, [0, 1])) is None
-    rec = LinearRecorder()
-    model = TwoHeads()
-    extra = nn.Parameter(torch.ones(()))  # a parameter outside every linear layer
-    with rec.recording(model, list(model.parameters())):
-        losses = [loss * extra for loss in mlp_losses(model, x, y, mask)]
-    assert blocks_by_task_rows(losses, [*model.parameters(), extra], rec.take(), row_tasks(mask, [0, 1])) is None
+    assert split_of(TwoHeads(twice=True), x, y, mask)[0] is None  # the shared layer called twice: its gradient is not one gᵀx
+    assert split_of(TwoHeads(), x, y, mask, extra=nn.Parameter(torch.ones(())))[0] is None  # a parameter outside every linear layer
 
 
 def test_a_pruning_mask_on_a_weight_is_applied_to_every_tasks_row():
@@ -130,14 +127,7 @@ def test_a_pruning_mask_on_a_weight_is_applied_to_every_tasks_row():
     model = TwoHeads()
     attach_mask(model.shared, "weight").copy_((torch.arange(20).reshape(4, 5) % 3 != 0).float())
     mask_gradients(model.shared, "weight")
-    x, y = torch.randn(6, 5), torch.randn(6)
-    mask = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=torch.bool)
-    params = list(model.parameters())
-    rec = LinearRecorder()
-    with rec.recording(model, params):
-        losses = mlp_losses(model, x, y, mask)
-    ours = blocks_by_task_rows(losses, params, rec.take(), row_tasks(mask, [0, 1]))
-    ref = TaskJacobian.of(mlp_losses(model, x, y, mask), params).blocks
+    ours, ref = split_of(model, torch.randn(6, 5), torch.randn(6), MIXED)
     assert ours is not None
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

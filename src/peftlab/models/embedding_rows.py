@@ -77,7 +77,7 @@ def row_plan(lookups: Sequence[Lookup], losses: Sequence[torch.Tensor], targets:
     candidates = {w: lks for w, lks in by_weight.items() if w in index and all(lk.output._version == lk.version for lk in lks)}
     if not candidates:
         return {}
-    users = _weight_users(losses, candidates)
+    users = weight_users(losses, candidates)
     plan = {}
     for w, lks in candidates.items():
         recorded = {id(lk.output.grad_fn) for lk in lks}
@@ -86,7 +86,7 @@ def row_plan(lookups: Sequence[Lookup], losses: Sequence[torch.Tensor], targets:
     return plan
 
 
-def _weight_users(losses: Sequence[torch.Tensor], weights: dict[int, list[Lookup]]) -> dict[int, set[int]]:
+def weight_users(losses: Sequence[torch.Tensor], weights: dict[int, list[Lookup]]) -> dict[int, set[int]]:
     """For each weight (by id): the ids of the graph nodes that feed its gradient accumulator (one walk of the losses' graph)."""
     users: dict[int, set[int]] = {}
     seen: dict[int, object] = {}  # id → node, kept alive so that ids stay unique during the walk

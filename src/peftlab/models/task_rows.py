@@ -36,7 +36,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from peftlab.models.embedding_rows import _weight_users
+from peftlab.models.embedding_rows import weight_users
 from peftlab.pruning.masks import _MaskGradient, get_mask
 
 
@@ -64,8 +64,9 @@ class LinearRecorder:
         (nothing when a module of ``root`` reorders rows: ``routes_by_task``)."""
         self.calls = []
         ids = {id(p) for p in params}
-        if any(getattr(m, "routes_by_task", False) or (isinstance(m, BATCH_NORMS) and m.training) for m in root.modules()):
-            ids = set()  # rows reordered, or mixed by batch statistics
+        if not ids or any(getattr(m, "routes_by_task", False) or (isinstance(m, BATCH_NORMS) and m.training) for m in root.modules()):
+            yield self  # nothing to record (the automatic path), rows reordered, or rows mixed by batch statistics
+            return
         in_transformer = {id(m) for t in root.modules() if _is_transformer(t) for m in t.modules()}
         layers = [m for m in root.modules() if type(m).forward is nn.Linear.forward and any(id(p) in ids for p in m.parameters(recurse=False))]  # x Wᵀ + b, nothing else
         self._tokens_only = {id(m) for m in layers if id(m) in in_transformer}
@@ -185,5 +186,5 @@ def _used_only_in_their_calls(losses: Sequence[torch.Tensor], targets: Sequence[
             inside.add(id(node))
             keep.append(node)
             stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None and getattr(nxt, "variable", None) is None)
-    users = _weight_users(losses, {id(t): [] for t in targets})
+    users = weight_users(losses, {id(t): [] for t in targets})
     return all(users.get(id(t), set()) <= inside for t in targets)
